@@ -1,0 +1,455 @@
+package tests
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/sealfs/sealfs/tpm"
+)
+
+var (
+	testSecret = bytes.Repeat([]byte{0x00, 0xA5}, 16)     // binary, zeros included
+	testPass   = []byte("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA") // like an encoded KDF output
+	otherPass  = []byte("d3JvbmctcGFzc3dvcmQtZ3Vlc3MK")
+)
+
+func TestSealUnseal(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srk, err := tp.SRKName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(srk, k.SRKName) {
+		t.Errorf("slot SRKName %x, TPM's %x", k.SRKName, srk)
+	}
+	for range 2 { // a slot opens any number of times
+		got, err := tp.Unseal(k, testPass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, testSecret) {
+			t.Fatalf("unsealed %x, want %x", got, testSecret)
+		}
+	}
+	info, err := tp.Lockout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Counter != 0 || info.MaxTries != defaultDA.maxTries || info.Interval != defaultDA.interval {
+		t.Errorf("lockout state %+v after successful unseals", info)
+	}
+
+	if _, err := tp.Seal(testSecret, []byte("pass\x00word"), nil); err == nil {
+		t.Error("Seal accepted an authValue containing 0x00")
+	}
+	if _, err := tp.Unseal(k, []byte("pass\x00word")); err == nil || errors.Is(err, tpm.ErrWrongPassword) {
+		t.Errorf("Unseal with 0x00 in authValue: %v, want a refusal before the TPM", err)
+	}
+	if _, err := tp.Seal(make([]byte, tpm.MaxSecret+1), testPass, nil); err == nil {
+		t.Error("Seal accepted an oversized secret")
+	}
+	if _, err := tp.Unseal(&tpm.SealedKey{Public: []byte{1, 2, 3}, Private: k.Private, SRKName: k.SRKName}, testPass); err == nil {
+		t.Error("Unseal accepted a corrupt public area")
+	}
+}
+
+func TestWrongPasswordReportsTriesLeft(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, daParams{maxTries: 5, interval: 600 * time.Second, recovery: 600 * time.Second})
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tp.Unseal(k, otherPass)
+	var ae *tpm.AuthError
+	if !errors.Is(err, tpm.ErrWrongPassword) || !errors.As(err, &ae) {
+		t.Fatalf("wrong password: %v, want *AuthError", err)
+	}
+	if ae.TriesLeft != 4 || ae.LockoutInterval != 600*time.Second {
+		t.Errorf("AuthError %+v, want 4 tries left, 10 min", *ae)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "wrong password (4 tries left before the TPM locks for 10 minutes)") {
+		t.Errorf("message %q", msg)
+	}
+	if strings.Contains(err.Error(), string(otherPass)) {
+		t.Error("error message contains the password")
+	}
+	if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("right password after a wrong one: %v", err)
+	}
+}
+
+func TestLockoutThenRecovery(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, daParams{maxTries: 2, interval: time.Second, recovery: time.Second})
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := tp.Unseal(k, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
+			t.Fatalf("wrong password: %v", err)
+		}
+	}
+	_, err = tp.Unseal(k, testPass)
+	var le *tpm.LockoutError
+	if !errors.Is(err, tpm.ErrLockout) || !errors.As(err, &le) {
+		t.Fatalf("right password in lockout: %v, want ErrLockout", err)
+	}
+	if !strings.Contains(err.Error(), "retry in up to 1 second or use `sealfs recover`") {
+		t.Errorf("lockout message %q", err)
+	}
+	if info, err := tp.Lockout(); err != nil || !info.InLockout {
+		t.Errorf("Lockout() = %+v, %v; want InLockout", info, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := tp.Unseal(k, testPass)
+		if err == nil {
+			if !bytes.Equal(got, testSecret) {
+				t.Fatal("wrong secret")
+			}
+			break
+		}
+		if !errors.Is(err, tpm.ErrLockout) || time.Now().After(deadline) {
+			t.Fatalf("after the lockout interval: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestChangeAuth(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	for _, pcrs := range [][]int{nil, {16}} {
+		k, err := tp.Seal(testSecret, testPass, pcrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.ChangeAuth(k, otherPass, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
+			t.Fatalf("ChangeAuth with a wrong old password: %v", err)
+		}
+		k2, err := tp.ChangeAuth(k, testPass, otherPass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(k2.Public, k.Public) || bytes.Equal(k2.Private, k.Private) {
+			t.Error("ChangeAuth must keep the public area and replace the private blob")
+		}
+		if _, err := tp.Unseal(k2, testPass); !errors.Is(err, tpm.ErrWrongPassword) {
+			t.Errorf("old password on new blob: %v", err)
+		}
+		if got, err := tp.Unseal(k2, otherPass); err != nil || !bytes.Equal(got, testSecret) {
+			t.Errorf("new password: %x, %v", got, err)
+		}
+		if err := tp.ResetLockout(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestBlobFromAnotherTPM(t *testing.T) {
+	a := openTPM(t, startSwtpm(t, false).spec, defaultDA)
+	b := openTPM(t, startSwtpm(t, false).spec, defaultDA)
+	k, err := a.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Unseal(k, testPass)
+	if !errors.Is(err, tpm.ErrWrongTPM) {
+		t.Fatalf("blob of TPM A on TPM B: %v, want ErrWrongTPM", err)
+	}
+	if !strings.Contains(err.Error(), "belongs to another machine") {
+		t.Errorf("message %q", err)
+	}
+	if info, err := b.Lockout(); err != nil || info.Counter != 0 {
+		t.Errorf("TPM B's DA counter %+v, %v: the password must not have been tried", info, err)
+	}
+}
+
+func TestPCRBinding(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	for _, p := range []int{16, 23} {
+		if err := tp.PCRReset(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := tp.Seal(testSecret, testPass, []int{23, 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.PCRs) != 2 || k.PCRs[0] != 16 || k.PCRs[1] != 23 || len(k.PCRValues) != 2 {
+		t.Fatalf("slot PCRs %v values %d", k.PCRs, len(k.PCRValues))
+	}
+	if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("unseal with unchanged PCRs: %v", err)
+	}
+	if err := tp.PCRExtend(23, []byte("kernel upgrade")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tp.Unseal(k, testPass)
+	var pe *tpm.PCRError
+	if !errors.Is(err, tpm.ErrPCRMismatch) || !errors.As(err, &pe) || len(pe.Changed) != 1 || pe.Changed[0] != 23 {
+		t.Fatalf("after extending PCR 23: %v, want PCRError naming 23", err)
+	}
+	if !strings.Contains(err.Error(), "PCR 23") {
+		t.Errorf("message %q", err)
+	}
+	// Without the stored values the TPM's own verdict must still be mapped.
+	bare := *k
+	bare.PCRValues = nil
+	if _, err = tp.Unseal(&bare, testPass); !errors.Is(err, tpm.ErrPCRMismatch) {
+		t.Fatalf("policy failure without stored values: %v", err)
+	}
+	if info, err := tp.Lockout(); err != nil || info.Counter != 0 {
+		t.Errorf("DA counter %+v, %v: a PCR mismatch must cost no try", info, err)
+	}
+	if err := tp.PCRReset(23); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("after resetting PCR 23: %v", err)
+	}
+	if _, err := tp.Unseal(k, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
+		t.Fatalf("wrong password with right PCRs: %v", err)
+	}
+}
+
+func TestNoTPM(t *testing.T) {
+	requireSwtpm(t)
+	dir := shortDir(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := l.Addr().String()
+	l.Close()
+	for _, spec := range []string{
+		"unix:" + filepath.Join(dir, "missing.sock"),
+		"tcp:" + closedPort,
+		"/dev/no-such-tpm",
+	} {
+		tp, err := tpm.Open(spec, nil)
+		if err == nil {
+			tp.Close()
+			t.Fatalf("Open(%q) succeeded", spec)
+		}
+		var ne *tpm.NoTPMError
+		if !errors.Is(err, tpm.ErrNoTPM) || !errors.As(err, &ne) {
+			t.Errorf("Open(%q): %v, want ErrNoTPM", spec, err)
+		}
+		if !strings.Contains(err.Error(), "fix:") || !strings.Contains(err.Error(), "swtpm") {
+			t.Errorf("Open(%q) error does not say how to fix it: %q", spec, err)
+		}
+	}
+	if _, err := os.Stat("/dev/tpmrm0"); os.IsNotExist(err) {
+		t.Setenv(tpm.EnvTPM, "")
+		if _, err := tpm.Open("", nil); !errors.Is(err, tpm.ErrNoTPM) || !strings.Contains(err.Error(), "/dev/tpmrm0") {
+			t.Errorf("Open(\"\") without any TPM: %v", err)
+		}
+	}
+	// A swtpm that dies while in use.
+	// Its state dir is thrown away, so the unclean stop does not matter.
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.kill()
+	if _, err := tp.Unseal(k, testPass); err == nil || errors.Is(err, tpm.ErrWrongPassword) {
+		t.Errorf("Unseal on a stopped swtpm: %v", err)
+	}
+}
+
+func TestTCPTransport(t *testing.T) {
+	sw := startSwtpm(t, true)
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.Seal(testSecret, testPass, []int{16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("unseal over tcp: %v", err)
+	}
+	if _, err := tp.Unseal(k, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
+		t.Fatalf("wrong password over tcp: %v", err)
+	}
+}
+
+// A client that crashed with all 3 of swtpm's object slots loaded must not
+// break the next one.
+func TestLeftoverHandlesFlushed(t *testing.T) {
+	sw := startSwtpm(t, false)
+	conn, err := sw.dialData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := transport.FromReadWriteCloser(conn)
+	for range 3 {
+		if _, err := (tpm2.CreatePrimary{
+			PrimaryHandle: tpm2.TPMRHOwner,
+			InPublic:      tpm2.New2B(tpm2.ECCSRKTemplate),
+		}).Execute(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Unseal(k, testPass); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestManagedSwtpm(t *testing.T) {
+	requireSwtpm(t)
+	// Longer than a unix socket path may be: sockets are reached relative to DIR.
+	dir := filepath.Join(shortDir(t), strings.Repeat("d", 60), strings.Repeat("e", 60), "state")
+	spec := "swtpm:" + dir
+	var k *tpm.SealedKey
+	for round := range 3 {
+		tp, err := tpm.Open(spec, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tp.Managed() {
+			t.Error("swtpm:DIR not Managed()")
+		}
+		if round == 0 {
+			if err := tp.SetDictionaryAttackParams(3, 1000*time.Second, 1000*time.Second, nil); err != nil {
+				t.Fatal(err)
+			}
+			if k, err = tp.Seal(testSecret, testPass, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A DA-protected authorisation in every run: an unclean stop would
+		// raise the counter at the next start.
+		if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if info, err := tp.Lockout(); err != nil || info.Counter != 0 {
+			t.Errorf("round %d: DA state %+v, %v; want counter 0", round, info, err)
+		}
+		if err := tp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if pids := swtpmPids(dir); len(pids) > 0 {
+			t.Fatalf("round %d: swtpm left running after Close: %v", round, pids)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir mode %v, %v; want 0700", fi.Mode(), err)
+	}
+}
+
+// A swtpm left running on DIR by a crashed sealfs is replaced cleanly.
+func TestManagedSwtpmLeftover(t *testing.T) {
+	requireSwtpm(t)
+	dir := shortDir(t)
+	tp, err := tpm.Open("swtpm:"+dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.SetDictionaryAttackParams(3, 1000*time.Second, 1000*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	k, err := tp.Seal(testSecret, testPass, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+
+	// The crashed run: swtpm started the way sealfs starts it, used, never stopped.
+	os.Remove(filepath.Join(dir, "sealfs.lock"))
+	leftover := startSwtpmIn(t, dir, false)
+	conn, err := leftover.dialData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := transport.FromReadWriteCloser(conn)
+	for range 3 { // and it crashed with all object slots full
+		if _, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}).Execute(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+
+	tp, err = tpm.Open("swtpm:"+dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.Unseal(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("unseal after replacing the leftover swtpm: %v", err)
+	}
+	if info, err := tp.Lockout(); err != nil || info.Counter != 0 {
+		t.Errorf("DA state %+v, %v; want counter 0", info, err)
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-leftover.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("leftover swtpm still running")
+	}
+	if pids := swtpmPids(dir); len(pids) > 0 {
+		t.Fatalf("swtpm left running: %v", pids)
+	}
+}
+
+func TestManagedSwtpmExclusive(t *testing.T) {
+	requireSwtpm(t)
+	dir := shortDir(t)
+	tp, err := tpm.Open("swtpm:"+dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if tp2, err := tpm.Open("swtpm:"+dir, nil); err == nil {
+		tp2.Close()
+		t.Fatal("second Open of the same swtpm:DIR succeeded")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open: %v", err)
+	}
+}
+
+func BenchmarkUnseal(b *testing.B) {
+	sw := startSwtpm(b, false)
+	tp := openTPM(b, sw.spec, defaultDA)
+	for _, bc := range []struct {
+		name string
+		pcrs []int
+	}{{"password", nil}, {"pcr+password", []int{16}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			k, err := tp.Seal(testSecret, testPass, bc.pcrs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := tp.Unseal(k, testPass); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
