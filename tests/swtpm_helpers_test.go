@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/sealfs/sealfs/tpm"
 )
 
@@ -147,6 +149,34 @@ func (s *swtpmServer) stop(t testing.TB) {
 	}
 	if pids := swtpmPids(s.dir); len(pids) > 0 {
 		t.Errorf("swtpm processes left on %s: %v", s.dir, pids)
+	}
+}
+
+// assertNoHandles fails the test if transient objects or sessions are still
+// loaded in swtpm. Call it after closing every client: swtpm serves one
+// connection at a time.
+func (s *swtpmServer) assertNoHandles(t testing.TB) {
+	t.Helper()
+	conn, err := s.dialData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := transport.FromReadWriteCloser(conn)
+	for _, first := range []uint32{0x80000000, 0x02000000, 0x03000000} {
+		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: first, PropertyCount: 64}.Execute(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs.Handle {
+			if uint32(h)>>24 == first>>24 {
+				t.Errorf("handle %#x left loaded in the TPM", uint32(h))
+			}
+		}
 	}
 }
 

@@ -65,6 +65,8 @@ func TestSealUnseal(t *testing.T) {
 	if _, err := tp.Unseal(&tpm.SealedKey{Public: []byte{1, 2, 3}, Private: k.Private, SRKName: k.SRKName}, testPass); err == nil {
 		t.Error("Unseal accepted a corrupt public area")
 	}
+	tp.Close()
+	sw.assertNoHandles(t)
 }
 
 func TestWrongPasswordReportsTriesLeft(t *testing.T) {
@@ -160,11 +162,14 @@ func TestChangeAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	tp.Close()
+	sw.assertNoHandles(t)
 }
 
 func TestBlobFromAnotherTPM(t *testing.T) {
 	a := openTPM(t, startSwtpm(t, false).spec, defaultDA)
-	b := openTPM(t, startSwtpm(t, false).spec, defaultDA)
+	sw := startSwtpm(t, false)
+	b := openTPM(t, sw.spec, defaultDA)
 	k, err := a.Seal(testSecret, testPass, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +184,8 @@ func TestBlobFromAnotherTPM(t *testing.T) {
 	if info, err := b.Lockout(); err != nil || info.Counter != 0 {
 		t.Errorf("TPM B's DA counter %+v, %v: the password must not have been tried", info, err)
 	}
+	b.Close()
+	sw.assertNoHandles(t)
 }
 
 func TestPCRBinding(t *testing.T) {
@@ -228,6 +235,8 @@ func TestPCRBinding(t *testing.T) {
 	if _, err := tp.Unseal(k, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
 		t.Fatalf("wrong password with right PCRs: %v", err)
 	}
+	tp.Close()
+	sw.assertNoHandles(t)
 }
 
 func TestNoTPM(t *testing.T) {
