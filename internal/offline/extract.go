@@ -1,0 +1,252 @@
+package offline
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// ExtractOptions control Extract.
+type ExtractOptions struct {
+	Keys      *crypto.Keys
+	CipherDir string
+	Dest      string // created if missing; existing entries are not overwritten
+	Path      string // plaintext sub-path to extract ("" = everything); lands at Dest/Path
+	Progress  func(cipherBytes int64)
+}
+
+// Extract decrypts the vault (or Path) into Dest, preserving modes, owners
+// (when run as root), nanosecond times, user.* xattrs, symlinks, FIFOs and
+// hard links. Damaged blocks are written as zeros so the rest of the file is
+// salvaged; every problem is in the returned report, and the caller should
+// treat a non-empty report as failure.
+func Extract(o ExtractOptions) (*Report, error) {
+	r := &Report{Problems: []Problem{}}
+	report := func(p Problem) { r.Problems = append(r.Problems, p) }
+	start, startDir, err := resolve(o.Keys, o.CipherDir, o.Path)
+	if err != nil {
+		return r, err
+	}
+	if err := os.MkdirAll(o.Dest, 0o700); err != nil {
+		return r, fmt.Errorf("creating %s: %w", o.Dest, err)
+	}
+	x := &extractor{o: o, r: r, report: report, links: map[uint64]string{}}
+	w := &walker{keys: o.Keys, report: report, visit: x.visit}
+	if start != nil { // a single entry, possibly a directory
+		parent := filepath.Dir(filepath.Join(o.Dest, filepath.FromSlash(start.PlainPath)))
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return r, fmt.Errorf("creating %s: %w", parent, err)
+		}
+		if err := x.visit(*start); errors.Is(err, fs.SkipDir) {
+			return r, nil
+		} else if err != nil {
+			return r, err
+		}
+		if start.Info.IsDir() {
+			if err := w.walkDir(start.CipherPath, start.PlainPath, start.DirID); err != nil {
+				return r, err
+			}
+		}
+	} else if err := w.walkDir(startDir, "", crypto.RootDirID); err != nil {
+		return r, err
+	}
+	// Directory metadata last, deepest first, so creating children does not
+	// bump the times we restore.
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		d := x.dirs[i]
+		x.applyMeta(d.src, d.dst, d.info)
+	}
+	return r, nil
+}
+
+// resolve finds the cipher entry for a plaintext path by encrypting each
+// component under its parent's directory ID, the way the mount looks names up.
+func resolve(keys *crypto.Keys, cipherDir, plain string) (*Entry, string, error) {
+	plain = strings.Trim(filepath.ToSlash(filepath.Clean("/"+plain)), "/")
+	if plain == "" {
+		return nil, cipherDir, nil
+	}
+	w := &walker{keys: keys, report: func(Problem) {}}
+	cur, id := cipherDir, crypto.RootDirID
+	var e Entry
+	for i, name := range strings.Split(plain, "/") {
+		enc, err := keys.EncryptName(id, name)
+		if err != nil {
+			return nil, "", err
+		}
+		stored, _ := crypto.StoredName(enc)
+		cpath := filepath.Join(cur, stored)
+		info, err := os.Lstat(cpath)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s is not in the vault: %w", strings.Join(strings.Split(plain, "/")[:i+1], "/"), err)
+		}
+		e = Entry{CipherPath: cpath, PlainPath: joinPlain(e.PlainPath, name), Info: info}
+		if info.IsDir() {
+			e.DirID, _ = w.dirID(cpath, e.PlainPath, id, name)
+			cur, id = cpath, e.DirID
+		}
+	}
+	return &e, "", nil
+}
+
+type extractor struct {
+	o      ExtractOptions
+	r      *Report
+	report func(Problem)
+	links  map[uint64]string // cipher inode → first extracted path, for hard links
+	dirs   []pendingDir
+}
+
+type pendingDir struct {
+	src, dst string
+	info     fs.FileInfo
+}
+
+func (x *extractor) visit(e Entry) error {
+	dst := filepath.Join(x.o.Dest, filepath.FromSlash(e.PlainPath))
+	st, _ := e.Info.Sys().(*syscall.Stat_t)
+	problem := func(err error) {
+		x.report(Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: err.Error()})
+	}
+	mode := e.Info.Mode()
+	switch {
+	case mode.IsDir():
+		x.r.Dirs++
+		if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			problem(err)
+			return fs.SkipDir
+		}
+		x.dirs = append(x.dirs, pendingDir{e.CipherPath, dst, e.Info})
+		return nil
+	case st != nil && st.Nlink > 1 && !mode.IsDir():
+		if first, ok := x.links[st.Ino]; ok {
+			if err := os.Link(first, dst); err != nil {
+				problem(err)
+			}
+			return nil
+		}
+		x.links[st.Ino] = dst
+	}
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		x.r.Symlinks++
+		t, err := os.Readlink(e.CipherPath)
+		if err == nil {
+			t, err = x.o.Keys.DecryptSymlink(t)
+		}
+		if err == nil {
+			err = os.Symlink(t, dst)
+		}
+		if err != nil {
+			problem(err)
+			return nil
+		}
+	case mode.IsRegular():
+		x.r.Files++
+		if err := x.file(e, dst); err != nil {
+			problem(err)
+			return nil
+		}
+	case mode&fs.ModeNamedPipe != 0:
+		x.r.Other++
+		if err := unix.Mkfifo(dst, 0o600); err != nil {
+			problem(err)
+			return nil
+		}
+	default:
+		x.r.Other++
+		problem(fmt.Errorf("%w: unsupported file type %v", crypto.ErrFormat, mode.Type()))
+		return nil
+	}
+	x.applyMeta(e.CipherPath, dst, e.Info)
+	return nil
+}
+
+func (x *extractor) file(e Entry, dst string) error {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, bad, derr := decryptFile(x.o.Keys, e.CipherPath, func(p []byte) error {
+		_, err := bw.Write(p)
+		return err
+	}, func(n int64) {
+		x.r.Blocks++
+		x.r.CipherBytes += n
+		if x.o.Progress != nil {
+			x.o.Progress(n)
+		}
+	})
+	for _, b := range bad {
+		x.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
+			Detail: fmt.Sprintf("block %d written as zeros: %v", b.Index, b.Err)})
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	return derr
+}
+
+// applyMeta restores owner (as root), mode, user xattrs and times, in the
+// order that keeps each from undoing the previous (chown clears setuid bits;
+// times last).
+func (x *extractor) applyMeta(src, dst string, info fs.FileInfo) {
+	st, _ := info.Sys().(*syscall.Stat_t)
+	if st == nil {
+		return
+	}
+	var errs []error
+	if os.Geteuid() == 0 {
+		errs = append(errs, os.Lchown(dst, int(st.Uid), int(st.Gid)))
+	}
+	if info.Mode()&fs.ModeSymlink == 0 {
+		errs = append(errs, unix.Chmod(dst, st.Mode&07777))
+	}
+	errs = append(errs, x.copyXattrs(src, dst))
+	ts := []unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
+	errs = append(errs, unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW))
+	if err := errors.Join(errs...); err != nil {
+		x.report(Problem{Kind: KindMissing, CipherPath: src, PlainPath: dst, Detail: "restoring metadata: " + err.Error()})
+	}
+}
+
+func (x *extractor) copyXattrs(src, dst string) error {
+	names, err := listXattrs(src)
+	if err != nil {
+		return nil
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, crypto.StoredXattrPrefix) {
+			continue
+		}
+		plainName, err := x.o.Keys.DecryptXattrName(n)
+		if err != nil {
+			return fmt.Errorf("xattr name: %w", err)
+		}
+		v, err := getXattr(src, n)
+		if err != nil {
+			return err
+		}
+		if v, err = x.o.Keys.DecryptXattrValue(n, v); err != nil {
+			return fmt.Errorf("xattr %s: %w", plainName, err)
+		}
+		if err := unix.Lsetxattr(dst, plainName, v, 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", plainName, err)
+		}
+	}
+	return nil
+}
