@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/vault"
+	"github.com/sealfs/sealfs/tpm"
+)
+
+// statusReport is `sealfs status --json`. Field names are an interface for
+// scripts: add, never rename.
+type statusReport struct {
+	CipherDir string       `json:"cipher_dir"`
+	Format    int          `json:"format"`
+	VaultID   string       `json:"vault_id"`
+	Created   time.Time    `json:"created"`
+	Slots     []slotReport `json:"slots"`
+	// The slot list is read before any key is known: it is authenticated
+	// only when the vault is unlocked.
+	Authenticated bool       `json:"authenticated"`
+	TPM           *tpmReport `json:"tpm,omitempty"`
+	TPMError      string     `json:"tpm_error,omitempty"`
+}
+
+type slotReport struct {
+	ID       string    `json:"id"`
+	Type     string    `json:"type"`
+	Created  time.Time `json:"created"`
+	Label    string    `json:"label,omitempty"`
+	ThisTPM  *bool     `json:"this_tpm,omitempty"` // nil: TPM not reachable, unknown
+	SRKName  string    `json:"srk_name,omitempty"`
+	PCRs     []int     `json:"pcrs,omitempty"`
+	MaxTries uint32    `json:"max_tries,omitempty"`
+}
+
+type tpmReport struct {
+	Spec             string  `json:"spec"`
+	SRKName          string  `json:"srk_name"`
+	LockoutCounter   uint32  `json:"lockout_counter"`
+	MaxTries         uint32  `json:"max_tries"`
+	TriesLeft        uint32  `json:"tries_left"`
+	InLockout        bool    `json:"in_lockout"`
+	IntervalSeconds  float64 `json:"lockout_interval_seconds"`
+	RecoverySeconds  float64 `json:"lockout_recovery_seconds"`
+	RecoveryInSecs   float64 `json:"time_to_recovery_seconds"` // upper bound until one more try is allowed
+	CounterClearSecs float64 `json:"counter_clears_in_seconds"`
+}
+
+func cmdStatus(a *app, args []string) error { return statusOrSlots(a, "status", args) }
+func cmdSlots(a *app, args []string) error  { return statusOrSlots(a, "slots", args) }
+
+func statusOrSlots(a *app, name string, args []string) error {
+	fs := a.flagSet(name)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	v, err := a.loadVault(pos[0])
+	if err != nil {
+		return err
+	}
+	r := buildReport(v)
+	var srk []byte
+	if t, err := a.openTPM(); err != nil {
+		r.TPMError = err.Error()
+	} else if srk, err = t.SRKName(); err != nil {
+		r.TPMError = err.Error()
+	} else if name == "status" {
+		info, err := t.Lockout()
+		if err != nil {
+			r.TPMError = err.Error()
+		} else {
+			r.TPM = newTPMReport(a.tpmSpecShown(), srk, info)
+		}
+	}
+	if srk != nil {
+		for i, s := range v.Header.Slots {
+			if s.Type == crypto.SlotTPM {
+				this := string(s.TPM.SRKName) == string(srk)
+				r.Slots[i].ThisTPM = &this
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printReport(a.stdout, r, name == "status")
+	return nil
+}
+
+func (a *app) tpmSpecShown() string {
+	if a.tpmSpec != "" {
+		return a.tpmSpec
+	}
+	if s := os.Getenv(tpm.EnvTPM); s != "" {
+		return s
+	}
+	return "/dev/tpmrm0"
+}
+
+func buildReport(v *vault.Vault) *statusReport {
+	h := v.Header
+	r := &statusReport{CipherDir: v.Dir, Format: h.Version, VaultID: hex.EncodeToString(h.VaultID), Created: h.Created}
+	for _, s := range h.Slots {
+		sr := slotReport{ID: s.ID, Type: s.Type, Created: s.Created, Label: s.Label}
+		if s.TPM != nil {
+			sr.SRKName = hex.EncodeToString(s.TPM.SRKName)
+			sr.PCRs = s.TPM.PCRs
+			sr.MaxTries = s.TPM.MaxTries
+		}
+		r.Slots = append(r.Slots, sr)
+	}
+	return r
+}
+
+func newTPMReport(spec string, srk []byte, info tpm.LockoutInfo) *tpmReport {
+	tr := &tpmReport{
+		Spec: spec, SRKName: hex.EncodeToString(srk),
+		LockoutCounter: info.Counter, MaxTries: info.MaxTries, InLockout: info.InLockout,
+		IntervalSeconds: info.Interval.Seconds(), RecoverySeconds: info.Recovery.Seconds(),
+		CounterClearSecs: (time.Duration(info.Counter) * info.Interval).Seconds(),
+	}
+	if info.MaxTries > info.Counter {
+		tr.TriesLeft = info.MaxTries - info.Counter
+	}
+	if info.InLockout {
+		// The TPM forgets one failure per interval but does not say how much
+		// of the current one has passed: report the bound.
+		tr.RecoveryInSecs = info.Interval.Seconds()
+	}
+	return tr
+}
+
+func printReport(w io.Writer, r *statusReport, withTPM bool) {
+	if withTPM {
+		fmt.Fprintf(w, "vault:    %s (format %d, id %s, created %s)\n", r.CipherDir, r.Format, r.VaultID, r.Created.Format(time.DateOnly))
+		fmt.Fprintln(w, "slots (read without the key; authenticated only when unlocked):")
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tTYPE\tCREATED\tLABEL\tDETAILS")
+	for _, s := range r.Slots {
+		var d []string
+		if s.Type == crypto.SlotTPM {
+			switch {
+			case s.ThisTPM == nil:
+				d = append(d, "TPM "+short(s.SRKName))
+			case *s.ThisTPM:
+				d = append(d, "this TPM")
+			default:
+				d = append(d, "other TPM "+short(s.SRKName))
+			}
+			if len(s.PCRs) > 0 {
+				d = append(d, fmt.Sprintf("PCRs %v", s.PCRs))
+			}
+			if s.MaxTries > 0 {
+				d = append(d, fmt.Sprintf("max %d tries", s.MaxTries))
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.Created.Format(time.DateOnly), s.Label, strings.Join(d, ", "))
+	}
+	tw.Flush()
+	if !withTPM {
+		return
+	}
+	switch {
+	case r.TPM != nil:
+		t := r.TPM
+		fmt.Fprintf(w, "tpm:      %s (SRK %s)\n", t.Spec, short(t.SRKName))
+		left := fmt.Sprintf("%d tries left", t.TriesLeft)
+		if t.TriesLeft == 1 {
+			left = "1 try left"
+		}
+		fmt.Fprintf(w, "  failed passwords counted: %d of %d (%s)\n", t.LockoutCounter, t.MaxTries, left)
+		fmt.Fprintf(w, "  one failure forgotten every %s\n", secs(t.IntervalSeconds))
+		if t.InLockout {
+			fmt.Fprintf(w, "  LOCKED OUT: the next try is allowed in at most %s; or use `sealfs recover`\n", secs(t.RecoveryInSecs))
+		} else if t.LockoutCounter > 0 {
+			fmt.Fprintf(w, "  counter back to 0 in at most %s\n", secs(t.CounterClearSecs))
+		}
+	case r.TPMError != "":
+		fmt.Fprintf(w, "tpm:      unavailable: %s\n", r.TPMError)
+	}
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[len(h)-12:]
+	}
+	return h
+}
+
+func secs(s float64) string { return time.Duration(s * float64(time.Second)).String() }

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// envPassword is read once at start and removed from the environment: it is
+// visible in /proc/PID/environ to the same user and root, and every child
+// would inherit it.
+const envPassword = "SEALFS_PASSWORD"
+
+// maxSecret bounds what we read from a password file or --extpass.
+const maxSecret = 4096
+
+// password returns the password from the first configured source:
+// --password-file, --extpass, $SEALFS_PASSWORD, else a prompt on the
+// terminal (asked twice when confirm is set). The caller wipes it.
+func (a *app) password(prompt string, confirm bool) ([]byte, error) {
+	switch {
+	case a.passwordFile != "":
+		return readSecretFile(a.passwordFile, "password")
+	case a.extpass != "":
+		return a.runExtpass()
+	case a.envPassword != nil:
+		if len(a.envPassword) == 0 {
+			return nil, fmt.Errorf("$%s is empty", envPassword)
+		}
+		return bytes.Clone(a.envPassword), nil
+	}
+	return promptPassword(prompt, confirm)
+}
+
+// newPassword reads a password being set when another password (or the
+// recovery key) already authorised the change: --new-password-file, else
+// the terminal, asked twice.
+func newPassword(file, prompt string) ([]byte, error) {
+	if file != "" {
+		return readSecretFile(file, "new password")
+	}
+	return promptPassword(prompt, true)
+}
+
+// readSecretFile reads the first line of file ("-" = standard input).
+func readSecretFile(file, what string) ([]byte, error) {
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = readLimited(os.Stdin)
+	} else {
+		var f *os.File
+		if f, err = os.Open(file); err == nil {
+			b, err = readLimited(f)
+			f.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s: %w", what, err)
+	}
+	return firstLine(b, what)
+}
+
+func readLimited(f *os.File) ([]byte, error) {
+	b := make([]byte, maxSecret+1)
+	n, err := f.Read(b)
+	for err == nil && n < len(b) {
+		var m int
+		m, err = f.Read(b[n:])
+		n += m
+	}
+	if n > maxSecret {
+		clear(b)
+		return nil, fmt.Errorf("longer than %d bytes", maxSecret)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		clear(b)
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// firstLine keeps everything up to the first newline (so a file written by
+// `echo` works) and wipes the rest.
+func firstLine(b []byte, what string) ([]byte, error) {
+	line := b
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		line = b[:i]
+		clear(b[i:])
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) == 0 {
+		return nil, fmt.Errorf("the %s is empty", what)
+	}
+	return line, nil
+}
+
+// runExtpass runs --extpass via sh -c; its standard output is the password.
+// Its stderr goes to ours so it can prompt (e.g. a pinentry wrapper).
+func (a *app) runExtpass() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.extpass)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = a.stderr
+	cmd.Stdin = os.Stdin
+	if err := cmd.Run(); err != nil {
+		clear(out.Bytes())
+		return nil, fmt.Errorf("--extpass command failed: %w", err)
+	}
+	b := out.Bytes()
+	if len(b) > maxSecret {
+		clear(b)
+		return nil, fmt.Errorf("--extpass printed more than %d bytes", maxSecret)
+	}
+	return firstLine(b, "password from --extpass")
+}
+
+// errNoTerminal explains how to pass a secret when nothing can prompt.
+var errNoTerminal = errors.New("no terminal to ask for the password: use --password-file, --extpass or $" + envPassword)
+
+// tty opens the controlling terminal, so prompts work even with standard
+// input redirected.
+func tty() (*os.File, error) {
+	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, errNoTerminal
+	}
+	if !term.IsTerminal(int(f.Fd())) {
+		f.Close()
+		return nil, errNoTerminal
+	}
+	return f, nil
+}
+
+func promptPassword(prompt string, confirm bool) ([]byte, error) {
+	t, err := tty()
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	read := func(p string) ([]byte, error) {
+		fmt.Fprint(t, p)
+		b, err := term.ReadPassword(int(t.Fd()))
+		fmt.Fprintln(t)
+		if err != nil {
+			return nil, fmt.Errorf("reading the password: %w", err)
+		}
+		if len(b) == 0 {
+			return nil, errors.New("empty password")
+		}
+		return b, nil
+	}
+	p, err := read(prompt + ": ")
+	if err != nil || !confirm {
+		return p, err
+	}
+	again, err := read("Repeat " + strings.ToLower(prompt[:1]) + prompt[1:] + ": ")
+	if err != nil {
+		clear(p)
+		return nil, err
+	}
+	defer clear(again)
+	if subtle.ConstantTimeCompare(p, again) != 1 {
+		clear(p)
+		return nil, errors.New("the passwords do not match")
+	}
+	return p, nil
+}
+
+// recoveryKey reads the recovery key from --recovery-key-file or the
+// terminal. A typo is reported with its group before any unlock is tried;
+// on a terminal the user gets three attempts.
+func (a *app) recoveryKey() (crypto.RecoveryKey, error) {
+	if a.recoveryKeyFile != "" {
+		b, err := readSecretFile(a.recoveryKeyFile, "recovery key")
+		if err != nil {
+			return crypto.RecoveryKey{}, err
+		}
+		defer clear(b)
+		return crypto.ParseRecoveryKey(string(b))
+	}
+	t, err := tty()
+	if err != nil {
+		return crypto.RecoveryKey{}, errors.New("no terminal to ask for the recovery key: use --recovery-key-file")
+	}
+	defer t.Close()
+	for attempt := 1; ; attempt++ {
+		fmt.Fprint(t, "Recovery key (64 digits in 8 groups; spaces and dashes optional): ")
+		b, err := term.ReadPassword(int(t.Fd()))
+		fmt.Fprintln(t)
+		if err != nil {
+			return crypto.RecoveryKey{}, fmt.Errorf("reading the recovery key: %w", err)
+		}
+		rk, err := crypto.ParseRecoveryKey(string(b))
+		clear(b)
+		if err == nil || attempt == 3 {
+			return rk, err
+		}
+		fmt.Fprintf(t, "%v; try again.\n", err)
+	}
+}

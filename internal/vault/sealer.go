@@ -1,0 +1,26 @@
+package vault
+
+import "github.com/sealfs/sealfs/crypto"
+
+// Sealer is what the vault needs from a TPM, expressed in the header's own
+// blob type so this package (and its tests) do not depend on a TPM being
+// present. FromTPM adapts a *tpm.TPM.
+type Sealer interface {
+	// SRKName identifies the TPM (its storage root key under the owner
+	// seed); slots sealed elsewhere carry another name.
+	SRKName() ([]byte, error)
+	Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPMBlob, error)
+	// Unseal returns the secret. For slots whose stored state moves on every
+	// unlock (attempt-limited slots re-arm their bound) it also returns the
+	// blob to store in place of b; nil means b stays as it is.
+	Unseal(b *crypto.TPMBlob, authValue []byte) (secret []byte, updated *crypto.TPMBlob, err error)
+	// ChangeAuth returns b re-keyed to newAuth. The old blob still opens
+	// with oldAuth, so the caller must replace it and keep no copy.
+	ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error)
+}
+
+// SealOptions select the policy of a new TPM slot.
+type SealOptions struct {
+	PCRs     []int  // bind to these SHA-256 PCRs as well as the password
+	MaxTries uint32 // >0: attempt-limited slot (issue 7)
+}
