@@ -1,0 +1,191 @@
+package fs
+
+import (
+	"context"
+	"encoding/binary"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// dirHandle lists a directory. The whole cipher directory is read and its
+// names decrypted on the first READDIR(PLUS), so offsets are plain indices:
+// seekdir/telldir and rewinddir work, and a READDIRPLUS lookup reuses the
+// stored name it just decrypted instead of encrypting it again.
+type dirHandle struct {
+	n *node
+
+	mu      sync.Mutex
+	loaded  bool
+	entries []fuse.DirEntry
+	stored  []string // stored names, parallel to entries ("" for . and ..)
+	pos     int
+}
+
+var (
+	_ gofs.NodeOpendirHandler = (*node)(nil)
+	_ gofs.FileReaddirenter   = (*dirHandle)(nil)
+	_ gofs.FileLookuper       = (*dirHandle)(nil)
+	_ gofs.FileSeekdirer      = (*dirHandle)(nil)
+	_ gofs.FileFsyncdirer     = (*dirHandle)(nil)
+)
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.r.touch()
+	return &dirHandle{n: n}, 0, 0
+}
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.loaded {
+		if err := d.load(); err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	if d.pos >= len(d.entries) {
+		return nil, 0
+	}
+	de := d.entries[d.pos]
+	d.pos++
+	return &de, 0
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off == 0 {
+		d.loaded = false // rewinddir: see new entries
+	}
+	d.pos = int(off)
+	return 0
+}
+
+// Lookup serves READDIRPLUS for the entry Readdirent just returned.
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d.mu.Lock()
+	stored := ""
+	if i := d.pos - 1; i >= 0 && i < len(d.entries) && d.entries[i].Name == name {
+		stored = d.stored[i]
+	}
+	d.mu.Unlock()
+	if stored == "" {
+		return d.n.Lookup(ctx, name, out)
+	}
+	dir, err := d.n.cipherPath()
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	var st unix.Statx_t
+	if err := statx(dir+"/"+stored, &st); err != nil {
+		return nil, toErrno(err)
+	}
+	return d.n.newChild(ctx, name, stored, &st, out), 0
+}
+
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	dir, err := d.n.cipherPath()
+	if err != nil {
+		return toErrno(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return toErrno(err)
+	}
+	defer unix.Close(fd)
+	return toErrno(unix.Fsync(fd))
+}
+
+func (d *dirHandle) load() error {
+	dir, err := d.n.cipherPath()
+	if err != nil {
+		return err
+	}
+	id, err := d.n.getDirID()
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	d.entries = d.entries[:0]
+	d.stored = d.stored[:0]
+	d.add(fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: d.n.StableAttr().Ino}, "")
+	d.add(fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR}, "")
+	buf := make([]byte, 32<<10)
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return err
+		}
+		if nb <= 0 {
+			break
+		}
+		forEachDirent(buf[:nb], func(ino uint64, typ uint8, name string) {
+			if name == "." || name == ".." {
+				return
+			}
+			plain, ok := d.n.r.decryptEntry(dir, id, name)
+			if !ok {
+				return
+			}
+			d.add(fuse.DirEntry{Name: plain, Mode: dtToMode(typ), Ino: ino}, name)
+		})
+	}
+	d.loaded = true
+	return nil
+}
+
+func (d *dirHandle) add(de fuse.DirEntry, stored string) {
+	de.Off = uint64(len(d.entries) + 1)
+	d.entries = append(d.entries, de)
+	d.stored = append(d.stored, stored)
+}
+
+// forEachDirent walks linux_dirent64 records: ino u64, off s64, reclen u16,
+// type u8, NUL-terminated name. Parsed by hand because os.ReadDir drops
+// d_ino, which plain READDIR must return.
+func forEachDirent(b []byte, fn func(ino uint64, typ uint8, name string)) {
+	const nameOff = int(unsafe.Offsetof(unix.Dirent{}.Name))
+	for len(b) >= nameOff {
+		ino := binary.NativeEndian.Uint64(b[0:])
+		reclen := int(binary.NativeEndian.Uint16(b[16:]))
+		if reclen < nameOff || reclen > len(b) {
+			return
+		}
+		typ := b[18]
+		name := b[nameOff:reclen]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		fn(ino, typ, string(name))
+		b = b[reclen:]
+	}
+}
+
+func dtToMode(t uint8) uint32 {
+	switch t {
+	case unix.DT_DIR:
+		return syscall.S_IFDIR
+	case unix.DT_LNK:
+		return syscall.S_IFLNK
+	case unix.DT_FIFO:
+		return syscall.S_IFIFO
+	case unix.DT_SOCK:
+		return syscall.S_IFSOCK
+	case unix.DT_CHR:
+		return syscall.S_IFCHR
+	case unix.DT_BLK:
+		return syscall.S_IFBLK
+	}
+	return syscall.S_IFREG
+}

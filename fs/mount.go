@@ -1,0 +1,166 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// Options configure a mount.
+type Options struct {
+	// CipherDir is the vault's cipher directory (the cloud-synced folder).
+	CipherDir string
+	// Keys are the vault's derived keys; the caller wipes them after
+	// Unmount.
+	Keys *crypto.Keys
+	// Log receives warnings (undecryptable names, missing dirid files)
+	// and errors (failed authentication). Nil discards.
+	Log *slog.Logger
+	// ReadOnly mounts read-only.
+	ReadOnly bool
+	// AllowOther lets other users enter the mount (FUSE allow_other). Off,
+	// only the mounting user can; with it, the kernel checks the plaintext
+	// modes (default_permissions is always on).
+	AllowOther bool
+	// Debug logs every FUSE request (go-fuse's debug output) to Log.
+	Debug bool
+}
+
+// Server is a mounted vault.
+type Server struct {
+	srv        *fuse.Server
+	r          *root
+	mountpoint string
+}
+
+// Mount mounts the vault at mountpoint and returns once the kernel serves
+// it. go-fuse settings and why (numbers from ../shared/notes/peers.md):
+//
+//   - Entry, attribute and negative-entry timeouts 1 s. Every change made
+//     through the mount goes through the kernel, which keeps its own caches
+//     coherent; the timeouts only bound how long a change made underneath
+//     by a cloud sync stays invisible. Longer ones did not speed up untar or
+//     ls -lR for go-fuse's loopback here, so they would buy staleness only.
+//   - default_permissions: the kernel checks access against the plaintext
+//     modes and owners, so no ACCESS round trips and, with AllowOther, other
+//     users get exactly the rights the modes give them (the daemon itself
+//     may be root).
+//   - No writeback cache: with it the kernel owns mtime and size and sends
+//     data later in its own order, which breaks "utimens after write
+//     sticks" unless proven otherwise; revisit with issue 6's numbers.
+//   - MaxWrite 1 MiB: fewer WRITE round trips for big sequential writes; the
+//     engine encrypts 32 blocks per request.
+//   - Parallel directory operations (go-fuse default, CAP_PARALLEL_DIROPS):
+//     lookups and creates in one directory run concurrently; sealfs state
+//     is per node and locked there.
+//   - Locks are not forwarded (EnableLocks off): the kernel then handles
+//     flock and POSIX locks locally, which is what a single-host backup
+//     mount needs.
+//   - DirectMount: mount(2) directly when root (no fusermount exec), with
+//     fusermount as fallback for unprivileged users.
+//   - Xattrs enabled (user.* is offered); READDIRPLUS on so ls -l and rsync
+//     get attributes with the listing.
+func Mount(mountpoint string, o Options) (*Server, error) {
+	if o.Keys == nil {
+		return nil, errors.New("mount: no keys")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	r, err := newRoot(o)
+	if err != nil {
+		return nil, fmt.Errorf("mount: cipher dir %s: %w", o.CipherDir, err)
+	}
+	sec := time.Second
+	rootNode := r.newNode()
+	mo := fuse.MountOptions{
+		AllowOther:  o.AllowOther,
+		FsName:      o.CipherDir,
+		Name:        "sealfs",
+		MaxWrite:    1 << 20,
+		DirectMount: true,
+		Debug:       o.Debug,
+		Options:     []string{"default_permissions"},
+	}
+	if o.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	if o.Debug {
+		mo.Logger = slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(o.CipherDir, &st); err != nil {
+		return nil, fmt.Errorf("mount: %w", err)
+	}
+	srv, err := gofs.Mount(mountpoint, rootNode, &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &sec,
+		AttrTimeout:     &sec,
+		NegativeTimeout: &sec,
+		RootStableAttr:  &gofs.StableAttr{Ino: st.Ino},
+		Logger:          log.New(slogWriter{o.Log}, "", 0),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s on %s: %w", o.CipherDir, mountpoint, err)
+	}
+	return &Server{srv: srv, r: r, mountpoint: mountpoint}, nil
+}
+
+// slogWriter forwards go-fuse's diagnostic messages to the injected logger.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(b []byte) (int, error) {
+	w.l.Warn("go-fuse: " + string(b))
+	return len(b), nil
+}
+
+// Wait blocks until the filesystem is unmounted.
+func (s *Server) Wait() { s.srv.Wait() }
+
+// LastActivity is when the mount last served a request from a user of the
+// plaintext view (for the CLI's --idle).
+func (s *Server) LastActivity() time.Time { return time.Unix(0, s.r.lastActivity.Load()) }
+
+// ErrBusy is wrapped by Unmount's error when files are open or a process
+// has its working directory inside the mount. It matches syscall.EBUSY with
+// errors.Is.
+var ErrBusy = fmt.Errorf("mount is busy: %w", syscall.EBUSY)
+
+// releaseGrace is how long Unmount waits for RELEASE requests, which the
+// kernel sends asynchronously after the last close(2).
+const releaseGrace = time.Second
+
+// Unmount flushes every open file and unmounts. It refuses with ErrBusy
+// (and leaves the vault mounted) while files are open or a process has its
+// working directory inside.
+func (s *Server) Unmount() error {
+	var ferr error
+	for _, of := range s.r.openFiles() {
+		if err := of.flush(); err != nil {
+			ferr = errors.Join(ferr, err)
+		}
+	}
+	if ferr != nil {
+		return fmt.Errorf("unmount %s: flushing open files: %w", s.mountpoint, ferr)
+	}
+	deadline := time.Now().Add(releaseGrace)
+	for len(s.r.openFiles()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(s.r.openFiles()); n > 0 {
+		return fmt.Errorf("unmount %s: %d file(s) still open: %w", s.mountpoint, n, ErrBusy)
+	}
+	if err := s.srv.Unmount(); err != nil {
+		return fmt.Errorf("unmount %s (a process may have its working directory inside): %v: %w",
+			s.mountpoint, err, ErrBusy)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package fs
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// metaPrefix starts every sealfs metadata entry in a cipher directory (vault
+// header, dirid files, long-name entries and side files, temp files).
+// base64url has no '.', so no regular cipher name can start with it.
+const metaPrefix = "sealfs."
+
+// writeSideFile stores a long name's full cipher name before its entry is
+// created, so an entry never exists without a way back to its name. Side
+// files are content-addressed (the entry is a hash of their content): one
+// that already exists with the right content is reused. made reports
+// whether this call created it (and so must remove it if the operation
+// fails).
+func (r *root) writeSideFile(e entryName) (made bool, err error) {
+	if !e.long {
+		return false, nil
+	}
+	f, err := os.OpenFile(e.sidePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		if b, rerr := os.ReadFile(e.sidePath()); rerr == nil && bytes.Equal(b, []byte(e.enc)) {
+			return false, nil
+		}
+		r.log.Warn("replacing a long-name side file with wrong content", "cipher_path", e.sidePath())
+		return false, os.WriteFile(e.sidePath(), []byte(e.enc), 0o644)
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = f.WriteString(e.enc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(e.sidePath())
+		return false, err
+	}
+	return true, nil
+}
+
+// removeSideFile removes a long name's side file after its entry is gone
+// (or when the creation it was written for failed, if made).
+func (r *root) removeSideFile(e entryName, made bool) {
+	if !e.long || !made {
+		return
+	}
+	if err := os.Remove(e.sidePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("removing long-name side file", "cipher_path", e.sidePath(), "err", err)
+	}
+}
+
+// decryptEntry turns a stored directory entry into its plaintext name. ok is
+// false for sealfs metadata, which is never listed. A name that fails
+// authentication is logged with its cipher path and skipped, so the rest of
+// the directory lists (issue 4 §5); `sealfs fsck` reports it too.
+func (r *root) decryptEntry(dir string, id crypto.DirID, stored string) (name string, ok bool) {
+	enc := stored
+	if strings.HasPrefix(stored, metaPrefix) {
+		if !crypto.IsLongName(stored) {
+			return "", false
+		}
+		b, err := os.ReadFile(dir + "/" + stored + crypto.LongNameSuffix)
+		if err == nil {
+			enc, err = crypto.ParseLongNameFile(stored, b)
+		}
+		if err != nil {
+			r.log.Warn("long name cannot be resolved; entry not listed", "cipher_path", dir+"/"+stored, "err", err)
+			return "", false
+		}
+	}
+	name, err := r.keys.DecryptName(id, enc)
+	if err != nil {
+		r.log.Warn("name failed authentication; entry not listed", "cipher_path", dir+"/"+stored, "err", err)
+		return "", false
+	}
+	return name, true
+}

@@ -1,0 +1,139 @@
+package fs
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Lookup encrypts name with this directory's ID and stats the one backing
+// entry it maps to: one statx per lookup, no directory scan.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n.r.touch()
+	e, err := n.child(name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	var st unix.Statx_t
+	if err := statx(e.path(), &st); err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, name, e.stored, &st, out), 0
+}
+
+// Getattr answers from the open backing fd when there is one (it also works
+// for a file unlinked while open), else from the backing path.
+func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.r.touch()
+	var st unix.Statx_t
+	if err := n.statBacking(&st); err != nil {
+		return toErrno(err)
+	}
+	n.fillAttr(&st, &out.Attr)
+	return 0
+}
+
+func (n *node) statBacking(st *unix.Statx_t) error {
+	if of := n.existingOpen(); of != nil {
+		defer n.release(of)
+		return of.withFd(func(fd int) error { return fstatx(fd, st) })
+	}
+	path, err := n.cipherPath()
+	if err != nil {
+		return err
+	}
+	return statx(path, st)
+}
+
+// Setattr applies chown, chmod, truncate and utimens in that order: chown
+// before chmod because chown clears set-id bits, and times last because both
+// truncation and flushing buffered data move the backing mtime; tar and
+// rsync set times after writing and expect them to stick.
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	n.r.touch()
+	if n.r.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if err := n.setattr(in); err != nil {
+		return toErrno(err)
+	}
+	return n.Getattr(ctx, fh, out)
+}
+
+func (n *node) setattr(in *fuse.SetAttrIn) error {
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		u, g := -1, -1
+		if uok {
+			u = int(uid)
+		}
+		if gok {
+			g = int(gid)
+		}
+		if err := n.onBacking(func(fd int) error { return unix.Fchown(fd, u, g) },
+			func(p string) error { return unix.Lchown(p, u, g) }); err != nil {
+			return err
+		}
+	}
+	if mode, ok := in.GetMode(); ok {
+		if err := n.onBacking(func(fd int) error { return unix.Fchmod(fd, mode&07777) },
+			func(p string) error { return unix.Chmod(p, mode&07777) }); err != nil {
+			return err
+		}
+	}
+	if size, ok := in.GetSize(); ok {
+		if err := n.truncate(int64(size)); err != nil {
+			return err
+		}
+	}
+	mtime, mok := in.GetMTime()
+	atime, aok := in.GetATime()
+	if mok || aok {
+		return n.setTimes(atime, aok, mtime, mok)
+	}
+	return nil
+}
+
+// setTimes flushes buffered data first, so a later flush cannot overwrite
+// the mtime the caller is about to set.
+func (n *node) setTimes(atime time.Time, aok bool, mtime time.Time, mok bool) error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if aok {
+		ts[0] = unix.NsecToTimespec(atime.UnixNano())
+	}
+	if mok {
+		ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+	}
+	if of := n.existingOpen(); of != nil {
+		err := of.flush()
+		n.release(of)
+		if err != nil {
+			return err
+		}
+	}
+	return n.onBacking(func(fd int) error {
+		return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), ts, 0)
+	}, func(p string) error {
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+// onBacking runs byFd on the open backing fd when the file is open (cheaper,
+// and the only way for a file unlinked while open), else byPath.
+func (n *node) onBacking(byFd func(fd int) error, byPath func(p string) error) error {
+	if of := n.existingOpen(); of != nil {
+		defer n.release(of)
+		return of.withFd(byFd)
+	}
+	p, err := n.cipherPath()
+	if err != nil {
+		return err
+	}
+	return byPath(p)
+}

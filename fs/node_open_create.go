@@ -1,0 +1,155 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/cipherfile"
+)
+
+const accMode = syscall.O_ACCMODE
+
+func wantsWrite(flags uint32) bool { return flags&accMode != syscall.O_RDONLY }
+
+// Open attaches a handle to the inode's shared cipher file, opening it on
+// the first open.
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.r.touch()
+	write := wantsWrite(flags)
+	if write && n.r.opts.ReadOnly {
+		return nil, 0, syscall.EROFS
+	}
+	of, err := n.acquire(write)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	if write && flags&syscall.O_TRUNC != 0 {
+		// The kernel usually truncates with SETATTR first; this covers
+		// kernels that pass O_TRUNC through. Size 0 again is a no-op.
+		of.rw.RLock()
+		err := of.cf.Truncate(0)
+		of.rw.RUnlock()
+		if err != nil {
+			n.release(of)
+			return nil, 0, toErrno(err)
+		}
+	}
+	return newHandle(n, of, flags), 0, 0
+}
+
+// Create makes a new cipher file (header and empty final block written by
+// the engine) and returns it open. A long name gets its side file first, so
+// a crash never leaves an entry whose name cannot be recovered.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	n.r.touch()
+	if n.r.opts.ReadOnly {
+		return nil, nil, 0, syscall.EROFS
+	}
+	e, err := n.child(name)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	sideMade, err := n.r.writeSideFile(e)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	f, err := os.OpenFile(e.path(), os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, os.FileMode(mode&0o777))
+	if errors.Is(err, os.ErrExist) && flags&syscall.O_EXCL == 0 {
+		// The kernel's negative entry was stale (e.g. a sync just brought
+		// the file): open the existing file as open(2) without O_EXCL does.
+		return n.openExisting(ctx, name, e, flags, out)
+	}
+	if err != nil {
+		n.r.removeSideFile(e, sideMade)
+		return nil, nil, 0, toErrno(err)
+	}
+	ch, of, err := n.initCreated(ctx, name, e, f, mode, out)
+	if err != nil {
+		f.Close()
+		os.Remove(e.path())
+		n.r.removeSideFile(e, sideMade)
+		return nil, nil, 0, toErrno(err)
+	}
+	return ch, newHandle(asNode(ch), of, flags), 0, 0
+}
+
+func (n *node) initCreated(ctx context.Context, name string, e entryName, f *os.File, mode uint32, out *fuse.EntryOut) (*gofs.Inode, *openFile, error) {
+	fd := int(f.Fd())
+	if err := n.r.fixNewOwnerMode(ctx, fd, "", mode); err != nil {
+		return nil, nil, err
+	}
+	cf, err := cipherfile.Create(f, n.r.cfOptions(e.path()))
+	if err != nil {
+		return nil, nil, err
+	}
+	var st unix.Statx_t
+	if err := fstatx(fd, &st); err != nil {
+		cf.Close()
+		return nil, nil, err
+	}
+	ch := n.newChild(ctx, name, e.stored, &st, out)
+	of, err := asNode(ch).adopt(cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, of, nil
+}
+
+func (n *node) openExisting(ctx context.Context, name string, e entryName, flags uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	var st unix.Statx_t
+	if err := statx(e.path(), &st); err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	ch := n.newChild(ctx, name, e.stored, &st, out)
+	fh, fl, errno := asNode(ch).Open(ctx, flags)
+	if errno == 0 {
+		asNode(ch).fillAttr(&st, &out.Attr)
+	}
+	return ch, fh, fl, errno
+}
+
+// fixNewOwnerMode gives a new backing object the mode and owner the caller
+// asked for. The kernel already applied the caller's umask to mode; the
+// daemon's own umask must not strip more, so chmod only when it did. A root
+// daemon creates as root, so it chowns to the caller (as go-fuse's loopback
+// does); a non-root daemon owns everything it creates, like any FUSE mount.
+// fd < 0 means work on path (directories, symlinks, fifos).
+func (r *root) fixNewOwnerMode(ctx context.Context, fd int, path string, mode uint32) error {
+	// chown first: it clears set-id bits the chmod may set.
+	if err := r.chownToCaller(ctx, fd, path); err != nil {
+		return err
+	}
+	perm := mode & 07777
+	if perm&r.umask != 0 || perm&07000 != 0 {
+		var err error
+		if path == "" {
+			err = unix.Fchmod(fd, perm)
+		} else {
+			err = unix.Chmod(path, perm)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *root) chownToCaller(ctx context.Context, fd int, path string) error {
+	if !r.asRoot {
+		return nil
+	}
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || (caller.Uid == 0 && caller.Gid == 0) {
+		return nil
+	}
+	if path == "" {
+		return unix.Fchown(fd, int(caller.Uid), int(caller.Gid))
+	}
+	return unix.Lchown(path, int(caller.Uid), int(caller.Gid))
+}

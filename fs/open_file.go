@@ -1,0 +1,251 @@
+package fs
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/sealfs/sealfs/internal/cipherfile"
+)
+
+// openFile is the state all handles of one regular file share: one backing
+// fd and one cipherfile.File, so the header, key and size are read once and
+// every handle sees the same file (issue 4 §2). It is created by the first
+// open and closed when the last handle is released.
+type openFile struct {
+	n *node
+	// rw is held shared by every I/O call and exclusively only to swap cf
+	// when a read-only backing fd is upgraded for writing (a 0444 file
+	// opened by a non-root daemon; see openBacking).
+	rw       sync.RWMutex
+	cf       *cipherfile.File
+	writable bool
+	refs     int // guarded by n.mu
+	// appendMu makes "read size, write there" atomic among O_APPEND writers.
+	appendMu sync.Mutex
+}
+
+func (r *root) cfOptions(path string) cipherfile.Options {
+	return cipherfile.Options{Keys: r.keys, Path: path, Log: r.log, ReadOnly: r.opts.ReadOnly}
+}
+
+// existingOpen returns n's shared open state with a reference held, or nil
+// when no handle is open. Callers release it.
+func (n *node) existingOpen() *openFile {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.of != nil {
+		n.of.refs++
+	}
+	return n.of
+}
+
+// openSize is the plaintext size of an open file, which may be ahead of the
+// backing file while the engine buffers data.
+func (n *node) openSize() (int64, bool) {
+	n.mu.Lock()
+	of := n.of
+	n.mu.Unlock()
+	if of == nil {
+		return 0, false
+	}
+	of.rw.RLock()
+	defer of.rw.RUnlock()
+	return of.cf.Size(), true
+}
+
+// acquire returns n's shared open state with a reference held, opening the
+// backing file if needed. write asks for a writable backing fd.
+func (n *node) acquire(write bool) (*openFile, error) {
+	if of := n.existingOpen(); of != nil {
+		if write {
+			if err := of.ensureWritable(); err != nil {
+				n.release(of)
+				return nil, err
+			}
+		}
+		return of, nil
+	}
+	path, err := n.cipherPath()
+	if err != nil {
+		return nil, err
+	}
+	f, writable, err := n.r.openBacking(path, write)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := cipherfile.Open(f, n.r.cfOptions(path))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	n.mu.Lock()
+	if n.of != nil { // another open won the race; use its state
+		of := n.of
+		of.refs++
+		n.mu.Unlock()
+		cf.Close()
+		if write {
+			if err := of.ensureWritable(); err != nil {
+				n.release(of)
+				return nil, err
+			}
+		}
+		return of, nil
+	}
+	of := &openFile{n: n, cf: cf, writable: writable, refs: 1}
+	n.of = of
+	n.mu.Unlock()
+	n.r.addOpen(of)
+	return of, nil
+}
+
+// adopt installs a freshly created cipher file as n's open state.
+func (n *node) adopt(cf *cipherfile.File) (*openFile, error) {
+	n.mu.Lock()
+	if n.of != nil {
+		// Only possible if the backing store recycled an inode number
+		// while go-fuse still had the old node; refuse rather than mix.
+		n.mu.Unlock()
+		cf.Close()
+		return nil, syscall.EIO
+	}
+	of := &openFile{n: n, cf: cf, writable: true, refs: 1}
+	n.of = of
+	n.mu.Unlock()
+	n.r.addOpen(of)
+	return of, nil
+}
+
+// release drops one reference; the last one closes the cipher file, which
+// writes any buffered data.
+func (n *node) release(of *openFile) error {
+	n.mu.Lock()
+	of.refs--
+	last := of.refs == 0
+	if last && n.of == of {
+		n.of = nil
+	}
+	n.mu.Unlock()
+	if !last {
+		return nil
+	}
+	n.r.removeOpen(of)
+	of.rw.Lock()
+	defer of.rw.Unlock()
+	return of.cf.Close()
+}
+
+func (of *openFile) withFd(fn func(fd int) error) error {
+	of.rw.RLock()
+	defer of.rw.RUnlock()
+	return fn(of.cf.Fd())
+}
+
+func (of *openFile) flush() error {
+	of.rw.RLock()
+	defer of.rw.RUnlock()
+	return of.cf.Flush()
+}
+
+// ensureWritable upgrades a read-only backing fd (see openBacking).
+func (of *openFile) ensureWritable() error {
+	of.rw.RLock()
+	ok := of.writable
+	of.rw.RUnlock()
+	if ok {
+		return nil
+	}
+	if of.n.r.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	path, err := of.n.cipherPath()
+	if err != nil {
+		return err
+	}
+	f, writable, err := of.n.r.openBacking(path, true)
+	if err != nil {
+		return err
+	}
+	if !writable {
+		f.Close()
+		return syscall.EACCES
+	}
+	cf, err := cipherfile.Open(f, of.n.r.cfOptions(path))
+	if err != nil {
+		f.Close()
+		return err
+	}
+	of.rw.Lock()
+	defer of.rw.Unlock()
+	if of.writable { // upgraded concurrently
+		cf.Close()
+		return nil
+	}
+	old := of.cf
+	of.cf, of.writable = cf, true
+	// The old engine was read-only: it holds no unwritten data.
+	old.Close()
+	return nil
+}
+
+// openBacking opens a cipher file. It asks for O_RDWR whenever the mount is
+// writable, because the engine rewrites whole blocks and every handle of an
+// inode shares one fd. A file of mode 0444 cannot be opened for writing by a
+// non-root daemon: for a read-only open it is opened read-only (upgraded on
+// the first write open); for a write open the owner write bit is added for
+// the duration of the open(2) and restored at once, as gocryptfs does — the
+// kernel has already checked the caller's permission against the plaintext
+// mode (default_permissions), so this only lifts the daemon's own limit.
+func (r *root) openBacking(path string, write bool) (f *os.File, writable bool, err error) {
+	const flags = syscall.O_NOFOLLOW
+	if r.opts.ReadOnly {
+		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+		return f, false, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|flags, 0)
+	if err == nil || !errors.Is(err, syscall.EACCES) {
+		return f, err == nil, err
+	}
+	if !write {
+		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+		return f, false, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return nil, false, err
+	}
+	mode := st.Mode & 07777
+	if err := syscall.Chmod(path, mode|0o200); err != nil {
+		return nil, false, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|flags, 0)
+	if cerr := syscall.Chmod(path, mode); cerr != nil && err == nil {
+		r.log.Warn("restoring mode after opening a read-only file for writing", "cipher_path", path, "err", cerr)
+	}
+	return f, err == nil, err
+}
+
+// truncate sets the plaintext size, opening the file for the occasion when
+// no handle is open (truncate(2) by path).
+func (n *node) truncate(size int64) error {
+	switch n.StableAttr().Mode {
+	case syscall.S_IFREG:
+	case syscall.S_IFDIR:
+		return syscall.EISDIR
+	default:
+		return syscall.EINVAL
+	}
+	of, err := n.acquire(true)
+	if err != nil {
+		return err
+	}
+	of.rw.RLock()
+	err = of.cf.Truncate(size)
+	of.rw.RUnlock()
+	if rerr := n.release(of); err == nil {
+		err = rerr
+	}
+	return err
+}

@@ -1,0 +1,107 @@
+package fs
+
+import (
+	"bufio"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// root is the state every node shares: where the ciphertext lives, the keys,
+// the logger and the options. Nodes hold a pointer to it (the go-fuse
+// loopback shape), so there are no package globals and several mounts can
+// run in one process (the tests do).
+type root struct {
+	cipherDir string
+	keys      *crypto.Keys
+	log       *slog.Logger
+	opts      Options
+	dev       uint64 // st_dev of the cipher dir, masked out of inode numbers
+
+	// umask is the daemon's process umask: the backing store applies it on
+	// top of the mode the kernel already masked with the caller's umask, so
+	// creates fix up the mode when the two disagree.
+	umask uint32
+	// asRoot: the daemon may chown new files to the caller (as loopback's
+	// preserveOwner does); a non-root daemon cannot and need not.
+	asRoot bool
+
+	lastActivity atomic.Int64 // unix nanoseconds
+
+	openMu sync.Mutex
+	open   map[*openFile]struct{} // every shared cipher file currently open
+}
+
+func newRoot(o Options) (*root, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(o.CipherDir, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil, syscall.ENOTDIR
+	}
+	r := &root{
+		cipherDir: o.CipherDir,
+		keys:      o.Keys,
+		log:       o.Log,
+		opts:      o,
+		dev:       uint64(st.Dev),
+		umask:     readUmask(),
+		asRoot:    os.Geteuid() == 0,
+		open:      map[*openFile]struct{}{},
+	}
+	r.touch()
+	return r, nil
+}
+
+// touch records activity for the CLI's --idle lock.
+func (r *root) touch() { r.lastActivity.Store(time.Now().UnixNano()) }
+
+// readUmask reads the umask from /proc (Linux ≥ 4.7) because umask(2) can
+// only read it by changing it, which would race with other goroutines.
+func readUmask() uint32 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0o022
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return uint32(m)
+			}
+		}
+	}
+	return 0o022
+}
+
+func (r *root) addOpen(of *openFile) {
+	r.openMu.Lock()
+	r.open[of] = struct{}{}
+	r.openMu.Unlock()
+}
+
+func (r *root) removeOpen(of *openFile) {
+	r.openMu.Lock()
+	delete(r.open, of)
+	r.openMu.Unlock()
+}
+
+// openFiles returns a snapshot of the shared files currently open.
+func (r *root) openFiles() []*openFile {
+	r.openMu.Lock()
+	defer r.openMu.Unlock()
+	out := make([]*openFile, 0, len(r.open))
+	for of := range r.open {
+		out = append(out, of)
+	}
+	return out
+}

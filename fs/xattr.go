@@ -1,0 +1,142 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// Extended attributes: only user.* is offered, stored on the cipher file
+// under an encrypted name with an encrypted value (docs/format.md §7).
+// Other namespaces answer as a filesystem without them would: get and
+// remove find nothing (ENODATA — which is also what ls -l and cp -a ask for
+// security.* and system.posix_acl_*), set is unsupported.
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.r.touch()
+	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
+		return 0, syscall.ENODATA
+	}
+	stored, err := n.r.keys.EncryptXattrName(attr)
+	if err != nil {
+		return 0, syscall.ENODATA
+	}
+	p, err := n.cipherPath()
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	raw, err := lgetxattr(p, stored)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	val, err := n.r.keys.DecryptXattrValue(stored, raw)
+	if err != nil {
+		n.r.log.Error("xattr value failed authentication", "cipher_path", p, "err", err)
+		return 0, syscall.EIO
+	}
+	if len(dest) < len(val) {
+		return uint32(len(val)), syscall.ERANGE
+	}
+	return uint32(copy(dest, val)), 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	n.r.touch()
+	if n.r.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
+		return syscall.EOPNOTSUPP
+	}
+	stored, err := n.r.keys.EncryptXattrName(attr)
+	if err != nil {
+		return syscall.EINVAL
+	}
+	p, err := n.cipherPath()
+	if err != nil {
+		return toErrno(err)
+	}
+	return toErrno(unix.Lsetxattr(p, stored, n.r.keys.EncryptXattrValue(stored, data), int(flags)))
+}
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	n.r.touch()
+	if n.r.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
+		return syscall.ENODATA
+	}
+	stored, err := n.r.keys.EncryptXattrName(attr)
+	if err != nil {
+		return syscall.ENODATA
+	}
+	p, err := n.cipherPath()
+	if err != nil {
+		return toErrno(err)
+	}
+	return toErrno(unix.Lremovexattr(p, stored))
+}
+
+// Listxattr lists the decryptable user.sealfs.* attributes; foreign or
+// tampered ones are skipped (tampered ones logged).
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.r.touch()
+	p, err := n.cipherPath()
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	raw, err := llistxattr(p)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	var out []byte
+	for _, s := range strings.Split(string(raw), "\x00") {
+		if !strings.HasPrefix(s, crypto.StoredXattrPrefix) {
+			continue
+		}
+		name, err := n.r.keys.DecryptXattrName(s)
+		if err != nil {
+			n.r.log.Warn("xattr name failed authentication; not listed", "cipher_path", p, "err", err)
+			continue
+		}
+		out = append(append(out, name...), 0)
+	}
+	if len(dest) < len(out) {
+		return uint32(len(out)), syscall.ERANGE
+	}
+	return uint32(copy(dest, out)), 0
+}
+
+// lgetxattr and llistxattr size their buffer with a probe call and retry
+// if the attribute grew in between.
+func lgetxattr(path, name string) ([]byte, error) {
+	return sized(func(b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })
+}
+
+func llistxattr(path string) ([]byte, error) {
+	return sized(func(b []byte) (int, error) { return unix.Llistxattr(path, b) })
+}
+
+func sized(call func([]byte) (int, error)) ([]byte, error) {
+	buf := make([]byte, 256)
+	for range 4 {
+		sz, err := call(buf)
+		if err == nil {
+			return buf[:sz], nil
+		}
+		if !errors.Is(err, syscall.ERANGE) {
+			return nil, err
+		}
+		if sz, err = call(nil); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, sz+64)
+	}
+	return nil, syscall.ERANGE
+}

@@ -1,0 +1,86 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestFSBasicFileDirOps(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	data := bytes.Repeat([]byte("hello sealfs "), 10000) // 130 kB: several blocks
+	mustWrite(t, m.p("a.txt"), data)
+	if got := mustRead(t, m.p("a.txt")); !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(data))
+	}
+	if files := m.cipherFiles(); len(files) != 1 || strings.Contains(files[0], "a.txt") {
+		t.Fatalf("cipher dir holds %q, want one encrypted name", files)
+	}
+	st, err := os.Stat(m.p("a.txt"))
+	if err != nil || st.Size() != int64(len(data)) {
+		t.Fatalf("stat: %v size %d want %d", err, st.Size(), len(data))
+	}
+	if err := os.MkdirAll(m.p("d1", "d2"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, m.p("d1", "d2", "f"), []byte("nested"))
+	long := strings.Repeat("L", 255)
+	mustWrite(t, m.p("d1", long), []byte("long name"))
+	ents, err := os.ReadDir(m.p("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{long, "d2"}; !slices.Equal(names, want) {
+		t.Fatalf("readdir d1 = %q, want %q", names, want)
+	}
+	if st, err := os.Stat(m.p("d1")); err != nil || st.Mode().Perm() != 0o750 || !st.IsDir() {
+		t.Fatalf("dir mode: %v %v", st.Mode(), err)
+	}
+	// Rename a directory: its children keep decrypting.
+	if err := os.Rename(m.p("d1"), m.p("renamed")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.p("renamed", "d2", "f")); string(got) != "nested" {
+		t.Fatalf("after dir rename: %q", got)
+	}
+	// Rename a long name to a short one and back: side files follow.
+	if err := os.Rename(m.p("renamed", long), m.p("renamed", "short")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m.p("renamed", "short"), m.p(long)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(m.p(long)); err != nil {
+		t.Fatal(err)
+	}
+	err = os.Remove(m.p("renamed", "d2"))
+	wantErrno(t, err, syscall.ENOTEMPTY, "rmdir non-empty")
+	if err := os.Remove(m.p("renamed", "d2", "f")); err != nil {
+		t.Fatal(err)
+	}
+	// The failed rmdir restored the dirid: create and read again.
+	mustWrite(t, m.p("renamed", "d2", "g"), []byte("again"))
+	m.remount(mountOpts{})
+	if got := mustRead(t, m.p("renamed", "d2", "g")); string(got) != "again" {
+		t.Fatalf("after remount: %q", got)
+	}
+	if got := mustRead(t, m.p("a.txt")); !bytes.Equal(got, data) {
+		t.Fatal("a.txt changed across remount")
+	}
+	for _, p := range []string{m.p("renamed", "d2", "g"), m.p("renamed", "d2"), m.p("renamed"), m.p("a.txt")} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the vault's own metadata may remain; here nothing at all.
+	if left := m.cipherFiles(); len(left) != 0 {
+		t.Fatalf("cipher dir not empty after removing everything: %q", left)
+	}
+}
