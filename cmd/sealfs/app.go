@@ -29,8 +29,9 @@ type app struct {
 	// so that neither --extpass commands nor the mount daemon inherit it.
 	envPassword []byte
 
-	log     *slog.Logger
-	closers []func()
+	log        *slog.Logger
+	closers    []func()
+	tpmClosers []func()
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -46,6 +47,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 // closeResources runs deferred clean-ups (TPM connections, key wipes) once,
 // before the process exits.
 func (a *app) closeResources() {
+	a.closeTPMs()
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}
@@ -111,10 +113,19 @@ func (a *app) openTPM() (*tpm.TPM, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, func() {
+	a.tpmClosers = append(a.tpmClosers, func() {
 		if err := t.Close(); err != nil {
 			a.log.Warn("closing the TPM", "err", err)
 		}
 	})
 	return t, nil
+}
+
+// closeTPMs releases TPM connections early: a mount does not need the TPM
+// once unlocked, and swtpm serves one client at a time.
+func (a *app) closeTPMs() {
+	for i := len(a.tpmClosers) - 1; i >= 0; i-- {
+		a.tpmClosers[i]()
+	}
+	a.tpmClosers = nil
 }

@@ -1,0 +1,20 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/sealfs/sealfs/fs"
+	"github.com/sealfs/sealfs/internal/vault"
+)
+
+// mountFS mounts the unlocked vault; the one place that knows the fs package.
+func mountFS(mountpoint string, v *vault.Vault, log *slog.Logger, o mountOptions) (mountedFS, error) {
+	return fs.Mount(mountpoint, fs.Options{
+		CipherDir:  v.Dir,
+		Keys:       v.Keys(),
+		Log:        log,
+		ReadOnly:   o.readOnly,
+		AllowOther: o.allowOther,
+		Debug:      o.debug,
+	})
+}
