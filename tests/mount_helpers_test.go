@@ -101,6 +101,7 @@ func (m *testMount) mount() {
 		Log:        slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ReadOnly:   m.opts.readOnly,
 		AllowOther: m.opts.allowOther,
+		Debug:      os.Getenv("SEALFS_FUSE_DEBUG") != "",
 	})
 	if err != nil {
 		m.t.Fatal(err)

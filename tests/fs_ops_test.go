@@ -1,0 +1,406 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestFSAppendTruncate(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	p := m.p("log")
+	a, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range 100 {
+		f := a
+		if i%2 == 1 {
+			f = b
+		}
+		if _, err := f.Write([]byte{byte('a' + i%26)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := mustRead(t, p)
+	if len(got) != 100 {
+		t.Fatalf("two appenders wrote %d bytes, want 100", len(got))
+	}
+	for i, c := range got {
+		if c != byte('a'+i%26) {
+			t.Fatalf("byte %d = %q", i, c)
+		}
+	}
+	// Truncate up (zeros) and down, by path and by fd, across block borders.
+	if err := os.Truncate(p, 100_000); err != nil {
+		t.Fatal(err)
+	}
+	got = mustRead(t, p)
+	if len(got) != 100_000 || !bytes.Equal(got[100:], make([]byte, 100_000-100)) {
+		t.Fatalf("truncate up: len %d", len(got))
+	}
+	if err := a.Truncate(40_000); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Size() != 40_000 {
+		t.Fatalf("ftruncate down: size %d", st.Size())
+	}
+	if err := os.Truncate(p, 50); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, p); string(got) != "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx" {
+		t.Fatalf("truncate down: %q", got)
+	}
+	// O_TRUNC on open.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if st, _ := os.Stat(p); st.Size() != 0 {
+		t.Fatalf("O_TRUNC: size %d", st.Size())
+	}
+}
+
+func TestFSRandomAccessAndSparse(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	f, err := os.OpenFile(m.p("sparse"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("end"), 200_000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("mid"), 70_000); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 200_003)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 200_003)
+	copy(want[70_000:], "mid")
+	copy(want[200_000:], "end")
+	if !bytes.Equal(buf, want) {
+		t.Fatal("sparse file content differs")
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	// fallocate mode 0 extends; other modes are refused.
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, 300_000); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.Stat(); st.Size() != 300_000 {
+		t.Fatalf("fallocate: size %d", st.Size())
+	}
+	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE|unix.FALLOC_FL_PUNCH_HOLE, 0, 10)
+	wantErrno(t, err, syscall.EOPNOTSUPP, "punch hole")
+}
+
+// TestFSLargeFile writes past 4 GiB: offsets and sizes must not be truncated
+// to 32 bits anywhere. The engine stores holes as encrypted zero blocks, so
+// this writes ~4 GiB to the cipher dir.
+func TestFSLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 4 GiB")
+	}
+	m := newMount(t, mountOpts{})
+	f, err := os.OpenFile(m.p("big"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const off = 4<<30 + 12345
+	if _, err := f.WriteAt([]byte("beyond 4 GiB"), off); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.remount(mountOpts{})
+	st, err := os.Stat(m.p("big"))
+	if err != nil || st.Size() != off+12 {
+		t.Fatalf("size %d (%v), want %d", st.Size(), err, off+12)
+	}
+	g, err := os.Open(m.p("big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	buf := make([]byte, 20)
+	n, _ := g.ReadAt(buf, off-8)
+	if want := "\x00\x00\x00\x00\x00\x00\x00\x00beyond 4 GiB"; string(buf[:n]) != want {
+		t.Fatalf("read %q", buf[:n])
+	}
+}
+
+func TestFSAttrs(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	p := m.p("f")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	// Set times while the file is open with unflushed data: the flush must
+	// happen before, or close would move mtime again.
+	mt := time.Date(2001, 2, 3, 4, 5, 6, 123456789, time.UTC)
+	at := time.Date(2002, 2, 3, 4, 5, 6, 987654321, time.UTC)
+	if err := os.Chtimes(p, at, mt); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mtim.Nano() != mt.UnixNano() || st.Atim.Nano() != at.UnixNano() {
+			t.Fatalf("%s: mtime %v atime %v", when, time.Unix(0, st.Mtim.Nano()), time.Unix(0, st.Atim.Nano()))
+		}
+		if st.Mode&0o7777 != 0o640 || st.Uid != 1234 || st.Gid != 5678 || st.Size != 4 {
+			t.Fatalf("%s: mode %o uid %d gid %d size %d", when, st.Mode, st.Uid, st.Gid, st.Size)
+		}
+	}
+	check("mounted")
+	m.remount(mountOpts{})
+	check("remounted")
+	// Setgid and sticky bits survive create.
+	if err := os.Mkdir(m.p("sticky"), 0o1777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(m.p("sticky"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(m.p("sticky")); st.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("sticky bit lost: %v", st.Mode())
+	}
+}
+
+func TestFSLinksSymlinksFifo(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	mustWrite(t, m.p("orig"), []byte("shared"))
+	if err := os.Mkdir(m.p("sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(m.p("orig"), m.p("sub", "link")); err != nil {
+		t.Fatal(err)
+	}
+	var a, b unix.Stat_t
+	unix.Stat(m.p("orig"), &a)
+	unix.Stat(m.p("sub", "link"), &b)
+	if a.Ino != b.Ino || a.Nlink != 2 || b.Nlink != 2 {
+		t.Fatalf("hard link: ino %d/%d nlink %d/%d", a.Ino, b.Ino, a.Nlink, b.Nlink)
+	}
+	// Writes through one name are seen through the other, also while both
+	// are open (one shared engine state).
+	f1, _ := os.OpenFile(m.p("orig"), os.O_RDWR, 0)
+	f2, _ := os.OpenFile(m.p("sub", "link"), os.O_RDWR, 0)
+	if _, err := f1.WriteAt([]byte("SH"), 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := f2.ReadAt(buf, 0); err != nil || string(buf) != "SHared" {
+		t.Fatalf("via link: %q %v", buf, err)
+	}
+	f1.Close()
+	f2.Close()
+	if err := os.Remove(m.p("orig")); err != nil {
+		t.Fatal(err)
+	}
+	unix.Stat(m.p("sub", "link"), &b)
+	if b.Nlink != 1 {
+		t.Fatalf("nlink after unlink %d", b.Nlink)
+	}
+	// Symlinks: target encrypted, size is the plaintext length.
+	target := "../some/where/else"
+	if err := os.Symlink(target, m.p("sub", "sym")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.Readlink(m.p("sub", "sym")); err != nil || got != target {
+		t.Fatalf("readlink %q %v", got, err)
+	}
+	if st, err := os.Lstat(m.p("sub", "sym")); err != nil || st.Size() != int64(len(target)) || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("lstat symlink: %v %v", st, err)
+	}
+	// Fifo.
+	if err := unix.Mkfifo(m.p("fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(m.p("fifo")); err != nil || st.Mode()&os.ModeNamedPipe == 0 || st.Mode().Perm() != 0o640 {
+		t.Fatalf("fifo: %v %v", st.Mode(), err)
+	}
+	err := unix.Mknod(m.p("dev"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3)))
+	wantErrno(t, err, syscall.EPERM, "mknod char device")
+	// Unlink while open: the handle keeps working.
+	f, _ := os.OpenFile(m.p("sub", "link"), os.O_RDWR, 0)
+	defer f.Close()
+	if err := os.Remove(m.p("sub", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != 101 {
+		t.Fatalf("fstat unlinked: %v %v", st, err)
+	}
+}
+
+func TestFSRenameFlags(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	mustWrite(t, m.p("a"), []byte("A"))
+	mustWrite(t, m.p("b"), []byte("B"))
+	err := unix.Renameat2(unix.AT_FDCWD, m.p("a"), unix.AT_FDCWD, m.p("b"), unix.RENAME_NOREPLACE)
+	wantErrno(t, err, syscall.EEXIST, "RENAME_NOREPLACE onto existing")
+	if err := unix.Renameat2(unix.AT_FDCWD, m.p("a"), unix.AT_FDCWD, m.p("b"), unix.RENAME_EXCHANGE); err != nil {
+		t.Fatal(err)
+	}
+	if string(mustRead(t, m.p("a"))) != "B" || string(mustRead(t, m.p("b"))) != "A" {
+		t.Fatal("RENAME_EXCHANGE did not swap")
+	}
+	// Exchange a file and a directory with a long name.
+	long := string(bytes.Repeat([]byte("x"), 200))
+	if err := os.Mkdir(m.p(long), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, m.p(long, "in"), []byte("inside"))
+	if err := unix.Renameat2(unix.AT_FDCWD, m.p("a"), unix.AT_FDCWD, m.p(long), unix.RENAME_EXCHANGE); err != nil {
+		t.Fatal(err)
+	}
+	if string(mustRead(t, m.p("a", "in"))) != "inside" || string(mustRead(t, m.p(long))) != "B" {
+		t.Fatal("exchange file/dir")
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, m.p("b"), unix.AT_FDCWD, m.p("c"), unix.RENAME_NOREPLACE); err != nil {
+		t.Fatal(err)
+	}
+	// Overwriting rename (the backup tools' temp-file pattern).
+	mustWrite(t, m.p("tmp"), []byte("new"))
+	if err := os.Rename(m.p("tmp"), m.p("c")); err != nil {
+		t.Fatal(err)
+	}
+	if string(mustRead(t, m.p("c"))) != "new" {
+		t.Fatal("overwrite rename")
+	}
+	// A directory over an empty directory, and not over a non-empty one
+	// (rename(2) directly: os.Rename refuses directory targets itself).
+	os.Mkdir(m.p("empty"), 0o755)
+	if err := unix.Rename(m.p("a"), m.p("empty")); err != nil {
+		t.Fatal(err)
+	}
+	if string(mustRead(t, m.p("empty", "in"))) != "inside" {
+		t.Fatal("dir over empty dir")
+	}
+	os.Mkdir(m.p("full"), 0o755)
+	mustWrite(t, m.p("full", "x"), nil)
+	os.Mkdir(m.p("d"), 0o755)
+	err = unix.Rename(m.p("d"), m.p("full"))
+	wantErrno(t, err, syscall.ENOTEMPTY, "dir over non-empty dir")
+	mustWrite(t, m.p("full", "y"), []byte("still works"))
+	m.remount(mountOpts{})
+	if string(mustRead(t, m.p("full", "y"))) != "still works" || string(mustRead(t, m.p("empty", "in"))) != "inside" {
+		t.Fatal("after remount")
+	}
+}
+
+func TestFSXattrLocksStatfsMmap(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	p := m.p("f")
+	mustWrite(t, p, make([]byte, 10000))
+	if err := unix.Setxattr(p, "user.color", []byte("blue"), 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(p, "user.color", buf)
+	if err != nil || string(buf[:n]) != "blue" {
+		t.Fatalf("getxattr %q %v", buf[:n], err)
+	}
+	if n, err := unix.Getxattr(p, "user.color", nil); err != nil || n != 4 {
+		t.Fatalf("getxattr size probe %d %v", n, err)
+	}
+	n, err = unix.Listxattr(p, buf)
+	if err != nil || string(buf[:n]) != "user.color\x00" {
+		t.Fatalf("listxattr %q %v", buf[:n], err)
+	}
+	err = unix.Setxattr(p, "user.color", []byte("red"), unix.XATTR_CREATE)
+	wantErrno(t, err, syscall.EEXIST, "XATTR_CREATE on existing")
+	err = unix.Setxattr(p, "trusted.x", []byte("v"), 0)
+	wantErrno(t, err, syscall.EOPNOTSUPP, "set trusted.*")
+	_, err = unix.Getxattr(p, "security.selinux", buf)
+	wantErrno(t, err, syscall.ENODATA, "get security.*")
+	if err := unix.Removexattr(p, "user.color"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = unix.Getxattr(p, "user.color", buf)
+	wantErrno(t, err, syscall.ENODATA, "get removed")
+
+	// flock and OFD locks are handled by the kernel, across handles.
+	f1, _ := os.OpenFile(p, os.O_RDWR, 0)
+	defer f1.Close()
+	f2, _ := os.OpenFile(p, os.O_RDWR, 0)
+	defer f2.Close()
+	if err := unix.Flock(int(f1.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Flock(int(f2.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	wantErrno(t, err, syscall.EWOULDBLOCK, "second flock")
+	unix.Flock(int(f1.Fd()), unix.LOCK_UN)
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 100}
+	if err := unix.FcntlFlock(f1.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	lk2 := lk
+	err = unix.FcntlFlock(f2.Fd(), unix.F_OFD_SETLK, &lk2)
+	wantErrno(t, err, syscall.EAGAIN, "conflicting OFD lock")
+	lk3 := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 100}
+	if err := unix.FcntlFlock(f2.Fd(), unix.F_OFD_GETLK, &lk3); err != nil || lk3.Type != unix.F_WRLCK {
+		t.Fatalf("F_OFD_GETLK: %+v %v", lk3, err)
+	}
+
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(m.mnt, &sfs); err != nil || sfs.Blocks == 0 || sfs.Namelen != 255 {
+		t.Fatalf("statfs: %+v %v", sfs, err)
+	}
+
+	// Shared writable mmap: stores reach the file through the page cache.
+	mm, err := unix.Mmap(int(f1.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(mm[5000:], "mapped")
+	if err := unix.Msync(mm, unix.MS_SYNC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Munmap(mm)
+	f1.Close()
+	f2.Close()
+	m.remount(mountOpts{})
+	got := mustRead(t, p)
+	if string(got[5000:5006]) != "mapped" {
+		t.Fatalf("mmap write lost: %q", got[5000:5006])
+	}
+}
