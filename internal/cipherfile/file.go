@@ -245,7 +245,9 @@ func (f *File) flushLocked() error {
 		}
 		f.tailDirty = false
 	}
-	if want := crypto.CipherSize(f.size); f.diskSize > want {
+	// A damaged file is left as found (only Truncate repairs it): cutting it
+	// here would turn detectable damage into a plausible shorter file.
+	if want := crypto.CipherSize(f.size); f.diskSize > want && !f.damaged {
 		if err := f.fd.Truncate(want); err != nil {
 			return f.fail(fmt.Errorf("cipherfile: truncating %s: %w", f.Path(), err))
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package cipherfile
+
+const raceEnabled = false
