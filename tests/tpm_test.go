@@ -462,3 +462,249 @@ func BenchmarkUnseal(b *testing.B) {
 		})
 	}
 }
+
+// ---- Attempt-limited slots (tpm/limited.go) ----
+
+// rawTPM connects to sw directly, as an attacker's own client would. The
+// tpm.TPM on sw must be closed first, and the raw one before the next
+// Open: swtpm serves one client at a time.
+func rawTPM(t *testing.T, sw *swtpmServer) transport.TPMCloser {
+	t.Helper()
+	conn, err := sw.dialData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := transport.FromReadWriteCloser(conn)
+	t.Cleanup(func() { raw.Close() })
+	return raw
+}
+
+// rawPolicySecret tries a password against the slot's NV index the way the
+// slot's policy needs it, then abandons the policy session without
+// unsealing: a client that skips sealfs's own checks, or one that crashed
+// mid-attempt.
+func rawPolicySecret(t *testing.T, raw transport.TPM, k *tpm.SealedKey, pass []byte) error {
+	t.Helper()
+	sess, closeSess, err := tpm2.PolicySession(raw, tpm2.TPMAlgSHA256, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSess()
+	_, err = tpm2.PolicySecret{
+		AuthHandle:    tpm2.AuthHandle{Handle: tpm2.TPMHandle(k.NVIndex), Name: tpm2.TPM2BName{Buffer: k.NVName}, Auth: tpm2.PasswordAuth(pass)},
+		PolicySession: sess.Handle(),
+		NonceTPM:      sess.NonceTPM(),
+	}.Execute(raw)
+	return err
+}
+
+func wantTriesLeft(t *testing.T, tp *tpm.TPM, k *tpm.SealedKey, want int) {
+	t.Helper()
+	left, max, err := tp.TriesLeft(k)
+	if err != nil || left != want || max != int(k.MaxTries) {
+		t.Fatalf("TriesLeft = %d of %d, %v; want %d of %d", left, max, err, want, k.MaxTries)
+	}
+}
+
+func TestLimitedFailuresThenSuccessRearms(t *testing.T) {
+	const n = 4
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, daParams{maxTries: 2, interval: 1000 * time.Second, recovery: 1000 * time.Second})
+	k, err := tp.SealLimited(testSecret, testPass, nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTriesLeft(t, tp, k, n)
+	for round := range 2 { // the second round proves the first success re-armed the slot
+		for i := 1; i < n; i++ {
+			_, err = tp.UnsealLimited(k, otherPass)
+			var te *tpm.TriesError
+			if !errors.As(err, &te) || !errors.Is(err, tpm.ErrWrongPassword) || te.Left != n-i || te.Max != n {
+				t.Fatalf("round %d, failure %d: %v; want %d of %d tries left", round, i, err, n-i, n)
+			}
+			if errors.Is(err, tpm.ErrTriesExhausted) {
+				t.Fatalf("exhausted after %d failures", i)
+			}
+		}
+		if !strings.Contains(err.Error(), "1 of 4 tries left; after that only the recovery key opens this vault") {
+			t.Errorf("message %q", err)
+		}
+		got, err := tp.UnsealLimited(k, testPass)
+		if err != nil || !bytes.Equal(got, testSecret) {
+			t.Fatalf("round %d: right password after %d failures: %v", round, n-1, err)
+		}
+		wantTriesLeft(t, tp, k, n)
+	}
+	// PIN-fail indexes are NO_DA: the TPM-wide lockout (2 tries here) is untouched.
+	if info, err := tp.Lockout(); err != nil || info.Counter != 0 || info.InLockout {
+		t.Errorf("DA state %+v, %v", info, err)
+	}
+	if _, err := tp.Unseal(k, testPass); err == nil {
+		t.Error("Unseal accepted an attempt-limited slot")
+	}
+	if err := tp.DeleteLimited(k); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	sw.assertNoHandles(t)
+}
+
+func TestLimitedExhaustedForGood(t *testing.T) {
+	const n = 3
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.SealLimited(testSecret, testPass, nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		_, err = tp.UnsealLimited(k, otherPass)
+		if !errors.Is(err, tpm.ErrWrongPassword) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if !errors.Is(err, tpm.ErrTriesExhausted) || !strings.Contains(err.Error(), "last try") {
+		t.Fatalf("last failure: %v; want ErrTriesExhausted too", err)
+	}
+	for range 2 {
+		if _, err := tp.UnsealLimited(k, testPass); !errors.Is(err, tpm.ErrTriesExhausted) || errors.Is(err, tpm.ErrWrongPassword) {
+			t.Fatalf("right password after %d failures: %v; want ErrTriesExhausted", n, err)
+		}
+	}
+	wantTriesLeft(t, tp, k, 0)
+	tp.Close()
+
+	// The TPM enforces it, not sealfs: a client of its own gets nowhere
+	// with the right password either.
+	raw := rawTPM(t, sw)
+	if err := rawPolicySecret(t, raw, k, testPass); err == nil {
+		t.Fatal("the TPM accepted the right password on an exhausted slot")
+	}
+}
+
+func TestLimitedAbandonedAttemptCostsAtMostOneTry(t *testing.T) {
+	const n = 5
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.SealLimited(testSecret, testPass, nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+
+	// A wrong guess abandoned mid-attempt (crash, or an attacker's client
+	// that never unseals): counted once, by the TPM, in the same command.
+	raw := rawTPM(t, sw)
+	if err := rawPolicySecret(t, raw, k, otherPass); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	raw.Close()
+	tp = openTPM(t, sw.spec, defaultDA)
+	wantTriesLeft(t, tp, k, n-1)
+	tp.Close()
+
+	// A right password abandoned before Unseal costs nothing.
+	raw = rawTPM(t, sw)
+	if err := rawPolicySecret(t, raw, k, testPass); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	tp = openTPM(t, sw.spec, defaultDA)
+	wantTriesLeft(t, tp, k, n)
+	if got, err := tp.UnsealLimited(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatalf("after abandoned attempts: %v", err)
+	}
+}
+
+func TestLimitedPCRMismatchCostsNoTry(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	if err := tp.PCRReset(16); err != nil {
+		t.Fatal(err)
+	}
+	k, err := tp.SealLimited(testSecret, testPass, []int{16}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.UnsealLimited(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatal(err)
+	}
+	if err := tp.PCRExtend(16, []byte("other boot")); err != nil {
+		t.Fatal(err)
+	}
+	var pe *tpm.PCRError
+	if _, err := tp.UnsealLimited(k, testPass); !errors.As(err, &pe) || len(pe.Changed) != 1 || pe.Changed[0] != 16 {
+		t.Fatalf("changed PCR 16: %v", err)
+	}
+	bare := *k
+	bare.PCRValues = nil // no early check: the TPM's policy must refuse
+	if _, err := tp.UnsealLimited(&bare, testPass); !errors.Is(err, tpm.ErrPCRMismatch) {
+		t.Fatalf("changed PCR 16, no stored values: %v", err)
+	}
+	wantTriesLeft(t, tp, k, 3)
+	if err := tp.PCRReset(16); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.UnsealLimited(k, testPass); err != nil || !bytes.Equal(got, testSecret) {
+		t.Fatal(err)
+	}
+	tp.Close()
+	sw.assertNoHandles(t)
+}
+
+// An owner who deletes the NV index and defines a look-alike with a
+// password of their own can neither open the slot nor fool sealfs.
+func TestLimitedLookalikeIndexRefused(t *testing.T) {
+	sw := startSwtpm(t, false)
+	tp := openTPM(t, sw.spec, defaultDA)
+	k, err := tp.SealLimited(testSecret, testPass, nil, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+
+	raw := rawTPM(t, sw)
+	nv := tpm2.NamedHandle{Handle: tpm2.TPMHandle(k.NVIndex), Name: tpm2.TPM2BName{Buffer: k.NVName}}
+	rp, err := tpm2.NVReadPublic{NVIndex: nv.Handle}.Execute(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := rp.NVPublic.Contents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
+	if _, err := (tpm2.NVUndefineSpace{AuthHandle: owner, NVIndex: nv}).Execute(raw); err != nil {
+		t.Fatal(err)
+	}
+	pub.Attributes.Written = false
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: owner, Auth: tpm2.TPM2BAuth{Buffer: []byte("attacker")}, PublicInfo: tpm2.New2B(*pub)}).Execute(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := rawPolicySecret(t, raw, k, []byte("attacker")); err == nil {
+		t.Fatal("PolicySecret on the unwritten look-alike succeeded")
+	}
+	raw.Close()
+
+	tp = openTPM(t, sw.spec, defaultDA)
+	if _, err := tp.UnsealLimited(k, testPass); !errors.Is(err, tpm.ErrSlotGone) {
+		t.Fatalf("look-alike index: %v; want ErrSlotGone", err)
+	}
+	if err := tp.DeleteLimited(k); err != nil {
+		t.Fatalf("DeleteLimited must leave a foreign index alone: %v", err)
+	}
+}
+
+func BenchmarkUnsealLimited(b *testing.B) {
+	sw := startSwtpm(b, false)
+	tp := openTPM(b, sw.spec, defaultDA)
+	k, err := tp.SealLimited(testSecret, testPass, nil, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := tp.UnsealLimited(k, testPass); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -27,6 +27,9 @@ var (
 	// ErrTriesExhausted: an attempt-limited slot has used all its tries; only
 	// the recovery key opens the vault now. See limited.go.
 	ErrTriesExhausted = errors.New("no tries left on this TPM slot; only the recovery key opens this vault now")
+	// ErrSlotGone: the NV index of an attempt-limited slot no longer exists
+	// or was replaced (deleted by the owner, or the TPM was cleared).
+	ErrSlotGone = errors.New("this vault's TPM slot no longer exists in the TPM (its NV index was deleted or the TPM cleared): use `sealfs recover`, then `sealfs enroll`")
 )
 
 // AuthError reports a refused password and how much guessing the TPM still
@@ -89,16 +92,25 @@ func (e *PCRError) Error() string {
 
 func (e *PCRError) Unwrap() error { return ErrPCRMismatch }
 
-// TriesError reports a refused password on an attempt-limited slot.
+// TriesError reports a refused password on an attempt-limited slot: Left of
+// Max consecutive failures remain before the slot is unusable for good.
 type TriesError struct {
 	Left, Max int
 }
 
 func (e *TriesError) Error() string {
+	if e.Left <= 0 {
+		return "wrong password: that was the last try; only the recovery key opens this vault now"
+	}
 	return fmt.Sprintf("wrong password: %d of %d tries left; after that only the recovery key opens this vault", e.Left, e.Max)
 }
 
-func (e *TriesError) Unwrap() error { return ErrWrongPassword }
+func (e *TriesError) Unwrap() []error {
+	if e.Left <= 0 {
+		return []error{ErrWrongPassword, ErrTriesExhausted}
+	}
+	return []error{ErrWrongPassword}
+}
 
 // NoTPMError explains why no TPM could be reached and how to fix it.
 type NoTPMError struct {

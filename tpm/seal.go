@@ -30,10 +30,9 @@ type SealedKey struct {
 	PCRValues [][]byte
 
 	// Attempt-limited slots (SealLimited) only; zero otherwise. See limited.go.
-	NVIndex      uint32 // handle of the slot's PIN-fail NV index
-	MaxTries     uint32
-	AdminPublic  []byte // tpm2.Marshal(TPM2BPublic) of the re-arm object
-	AdminPrivate []byte // tpm2.Marshal(TPM2BPrivate) of the re-arm object
+	NVIndex  uint32 // handle of the slot's PIN-fail NV index
+	NVName   []byte // its Name once written: a replaced index is refused
+	MaxTries uint32
 }
 
 // Seal creates a sealed object holding secret, protected by authValue and,

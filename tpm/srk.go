@@ -57,10 +57,15 @@ func (t *TPM) SRKName() ([]byte, error) {
 // saltedSession opens an HMAC session salted with the SRK: its session key
 // comes from a secret encrypted to the SRK, so a bus sniffer cannot
 // brute-force auth from the HMACs, and an interposer cannot read the
-// encrypted parameters. The caller must call the returned close function.
+// encrypted parameters. dir is nil for commands without a 2B first
+// parameter (the TPM refuses a decrypt session there: TPM_RC_ATTRIBUTES).
+// The caller must call the returned close function.
 func (t *TPM) saltedSession(s *srk, auth []byte, dir tpm2.AuthOption) (tpm2.Session, func(), error) {
-	sess, closer, err := tpm2.HMACSession(t.tpm, tpm2.TPMAlgSHA256, 16,
-		tpm2.Auth(auth), dir, tpm2.Salted(s.handle, s.public))
+	opts := []tpm2.AuthOption{tpm2.Auth(auth), tpm2.Salted(s.handle, s.public)}
+	if dir != nil {
+		opts = append(opts, dir)
+	}
+	sess, closer, err := tpm2.HMACSession(t.tpm, tpm2.TPMAlgSHA256, 16, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting salted session: %w", err)
 	}
@@ -72,9 +77,12 @@ func (t *TPM) saltedSession(s *srk, auth []byte, dir tpm2.AuthOption) (tpm2.Sess
 }
 
 // policySession is saltedSession for policy sessions; the policy commands
-// are up to the caller.
+// are up to the caller. dir may be nil for no parameter encryption.
 func (t *TPM) policySession(s *srk, auth []byte, dir tpm2.AuthOption) (tpm2.Session, func(), error) {
-	opts := []tpm2.AuthOption{dir, tpm2.Salted(s.handle, s.public)}
+	opts := []tpm2.AuthOption{tpm2.Salted(s.handle, s.public)}
+	if dir != nil {
+		opts = append(opts, dir)
+	}
 	if auth != nil {
 		opts = append(opts, tpm2.Auth(auth))
 	}
