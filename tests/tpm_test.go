@@ -112,7 +112,7 @@ func TestLockoutThenRecovery(t *testing.T) {
 	if !errors.Is(err, tpm.ErrLockout) || !errors.As(err, &le) {
 		t.Fatalf("right password in lockout: %v, want ErrLockout", err)
 	}
-	if !strings.Contains(err.Error(), "retry in up to 1 second or use `sealfs recover`") {
+	if !strings.Contains(err.Error(), "retry in 1 second or use `sealfs recover` with your recovery key") {
 		t.Errorf("lockout message %q", err)
 	}
 	if info, err := tp.Lockout(); err != nil || !info.InLockout {

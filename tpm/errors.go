@@ -54,9 +54,8 @@ func (e *AuthError) Error() string {
 func (e *AuthError) Unwrap() error { return ErrWrongPassword }
 
 // LockoutError reports that the TPM is in dictionary-attack lockout.
-// RetryIn is the TPM's recovery interval: the longest the caller may have to
-// wait before one more try is allowed (the TPM does not say how much of it
-// has already elapsed).
+// RetryIn is the TPM's recovery interval: after it, one more try is allowed
+// for sure (the TPM does not say how much of it has already elapsed).
 type LockoutError struct {
 	RetryIn time.Duration
 }
@@ -64,7 +63,7 @@ type LockoutError struct {
 func (e *LockoutError) Error() string {
 	when := "later"
 	if e.RetryIn > 0 {
-		when = "in up to " + humanDuration(e.RetryIn)
+		when = "in " + humanDuration(e.RetryIn)
 	}
 	return fmt.Sprintf("the TPM is locked against password guessing; retry %s or use `sealfs recover` with your recovery key", when)
 }
