@@ -23,6 +23,7 @@ type app struct {
 	passwordFile    string
 	extpass         string
 	recoveryKeyFile string
+	slot            string
 	debug           bool
 
 	// envPassword is $SEALFS_PASSWORD, taken out of the environment at start
@@ -72,6 +73,7 @@ func (a *app) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&a.passwordFile, "password-file", a.passwordFile, "read the password from `FILE`")
 	fs.StringVar(&a.extpass, "extpass", a.extpass, "run `CMD` via sh -c; its stdout is the password")
 	fs.StringVar(&a.recoveryKeyFile, "recovery-key-file", a.recoveryKeyFile, "read the recovery key from `FILE`")
+	fs.StringVar(&a.slot, "slot", a.slot, "unlock with TPM slot `ID` when this TPM holds several (see `sealfs slots`)")
 	fs.BoolVar(&a.debug, "v", a.debug, "debug logging")
 	return fs
 }

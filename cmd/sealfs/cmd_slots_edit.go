@@ -41,7 +41,7 @@ func cmdPasswd(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
-	if err := v.ChangePassword(vault.FromTPM(t), old, pw); err != nil {
+	if err := v.ChangePassword(vault.FromTPM(t), old, pw, a.slot); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Password of slot %s changed.\n", v.UnlockedSlot())

@@ -78,12 +78,14 @@ func serveMount(log *slog.Logger, v *vault.Vault, mountpoint string, opts mountO
 	ready(nil)
 
 	srv.Wait()
+	// Stop accepting first: once `sealfs unmount` hears "ok", a new mount
+	// must not find this daemon still answering on the socket.
+	l.Close()
 	close(stop)
 	v.Wipe()
 	close(d.wiped)
 	log.Info("unmounted; keys wiped", "mountpoint", mountpoint)
 	// Let `sealfs unmount` read its "ok" before the process goes away.
-	l.Close()
 	done := make(chan struct{})
 	go func() { handlers.Wait(); close(done) }()
 	select {

@@ -148,6 +148,7 @@ global flags (also accepted after the command):
   --password-file FILE     read the password from FILE (first line)
   --extpass CMD            run CMD with sh -c; its standard output is the password
   --recovery-key-file FILE read the recovery key from FILE
+  --slot ID                use this TPM slot when this TPM holds several
   -v                       debug logging
 
 A password is never accepted as an argument. $SEALFS_PASSWORD is read once and

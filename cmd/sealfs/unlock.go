@@ -53,7 +53,7 @@ func (a *app) unlockWithTPM(v *vault.Vault, t *tpm.TPM) error {
 		return err
 	}
 	defer clear(pw)
-	err = v.UnlockPassword(vault.FromTPM(t), pw)
+	err = v.UnlockPasswordSlot(vault.FromTPM(t), pw, a.slot)
 	if errors.Is(err, tpm.ErrWrongPassword) {
 		// The TPM just counted the failure; tell how many remain.
 		var ae *tpm.AuthError

@@ -114,8 +114,9 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 // with ObjectChangeAuth: the sealed key stays, nothing is re-encrypted. The
 // vault ends up unlocked. The old blob would still open with the old
 // password, so it is replaced in one atomic header update.
-func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte) error {
-	if err := v.UnlockPassword(s, oldPassword); err != nil {
+// slotID picks the slot when this TPM holds several ("" = the first).
+func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, slotID string) error {
+	if err := v.UnlockPasswordSlot(s, oldPassword, slotID); err != nil {
 		return err
 	}
 	slot, ok := v.Header.Slot(v.slotID)

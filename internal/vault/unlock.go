@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/tpm"
@@ -16,7 +17,16 @@ var ErrOtherMachine = tpm.ErrWrongTPM
 // a TPM that cannot hold the slot (and no guess is counted against it). A
 // failed unlock writes nothing. The password is not retained; the caller
 // still owns (and wipes) it.
+//
+// With several slots for this TPM, the first refusal of the password ends
+// the attempt (each try is a dictionary-attack strike); pick another slot
+// with UnlockPasswordSlot.
 func (v *Vault) UnlockPassword(s Sealer, password []byte) error {
+	return v.UnlockPasswordSlot(s, password, "")
+}
+
+// UnlockPasswordSlot is UnlockPassword restricted to slot id ("" = any).
+func (v *Vault) UnlockPasswordSlot(s Sealer, password []byte, id string) error {
 	if len(v.TPMSlots(nil)) == 0 {
 		return ErrNoTPMSlot
 	}
@@ -27,6 +37,12 @@ func (v *Vault) UnlockPassword(s Sealer, password []byte) error {
 	slots := v.TPMSlots(srk)
 	if len(slots) == 0 {
 		return ErrOtherMachine
+	}
+	if id != "" {
+		slots = slices.DeleteFunc(slots, func(s *crypto.Slot) bool { return s.ID != id })
+		if len(slots) == 0 {
+			return fmt.Errorf("no TPM slot %q for this TPM in the vault (see `sealfs slots`)", id)
+		}
 	}
 	var firstErr error
 	for _, slot := range slots {

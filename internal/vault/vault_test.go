@@ -225,7 +225,7 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.ChangePassword(f, []byte("old"), []byte("new")); err != nil {
+	if err := v.ChangePassword(f, []byte("old"), []byte("new"), ""); err != nil {
 		t.Fatal(err)
 	}
 	v, err = Load(dir, nil)

@@ -1,0 +1,186 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCLIMountUnmount: background mount returns once ready; data round
+// trips through the cipher dir as ciphertext only; a busy mount refuses to
+// lock; no secret shows in any process's argv.
+func TestCLIMountUnmount(t *testing.T) {
+	requireFUSE(t)
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "mount-password-7f3a")
+	rk := e.initVault(pw)
+
+	start := time.Now()
+	e.mustRun("mount", "--password-file", pw, e.cipher, e.mnt)
+	t.Logf("background mount ready in %v", time.Since(start))
+	// Ready means ready: no polling before the first use.
+	if !isMounted(e.mnt) {
+		t.Fatal("mount returned before the mount was there")
+	}
+	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, "already mounted")
+	for _, s := range []string{"mount-password-7f3a", rk} {
+		if strings.Contains(allCmdlines(), s) {
+			t.Fatalf("secret %q visible in a process's argv", s)
+		}
+	}
+	daemons := sealfsPids(e.mnt)
+	if len(daemons) != 1 {
+		t.Fatalf("want one mount daemon, found %v", daemons)
+	}
+	if env, err := os.ReadFile("/proc/" + strconv.Itoa(daemons[0]) + "/environ"); err == nil && bytes.Contains(env, []byte("mount-password-7f3a")) {
+		t.Fatal("the password is in the daemon's environment")
+	}
+
+	const name, content = "plaintext-name-marker.txt", "plaintext content marker 8c1e"
+	mustWrite(t, filepath.Join(e.mnt, name), []byte(content))
+	if err := os.Mkdir(filepath.Join(e.mnt, "dir-marker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// Busy: an open file keeps the vault mounted, with a clear message.
+	f, err := os.Open(filepath.Join(e.mnt, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, e.run("unmount", e.mnt), 1, "is busy")
+	if !isMounted(e.mnt) {
+		t.Fatal("a refused unmount unmounted")
+	}
+	f.Close()
+	// The kernel sends RELEASE asynchronously after close.
+	var r cliResult
+	if !waitFor(5*time.Second, func() bool { r = e.run("lock", e.mnt); return r.code == 0 }) {
+		t.Fatalf("lock after close: %s", r.stderr)
+	}
+	if isMounted(e.mnt) {
+		t.Fatal("still mounted after lock")
+	}
+	if pids := waitNoSealfs(e.base, 5*time.Second); len(pids) > 0 {
+		t.Fatalf("daemon still running after unmount: %v", pids)
+	}
+
+	// Only ciphertext in the cloud folder.
+	filepath.Walk(e.cipher, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"plaintext-name-marker", "dir-marker"} {
+			if strings.Contains(p, m) {
+				t.Errorf("plaintext name in the cipher dir: %s", p)
+			}
+		}
+		if !fi.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("plaintext content marker")) {
+				t.Errorf("plaintext content in %s", p)
+			}
+		}
+		return nil
+	})
+
+	e.mustRun("mount", "--ro", "--password-file", pw, e.cipher, e.mnt)
+	if got := string(mustRead(t, filepath.Join(e.mnt, name))); got != content {
+		t.Fatalf("after remount the file reads %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(e.mnt, "new"), nil, 0o644); err == nil {
+		t.Error("wrote to a --ro mount")
+	}
+	e.mustRun("unmount", e.mnt)
+	wantExit(t, e.run("unmount", e.mnt), 1, "not mounted")
+}
+
+// TestCLIMountSignalsAndIdle: SIGTERM to the daemon unmounts cleanly;
+// --idle locks after inactivity; -f serves in the foreground until SIGINT.
+func TestCLIMountSignalsAndIdle(t *testing.T) {
+	requireFUSE(t)
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "signals-pw")
+	e.initVault(pw)
+
+	e.mustRun("mount", "--password-file", pw, e.cipher, e.mnt)
+	mustWrite(t, filepath.Join(e.mnt, "a"), []byte("kept"))
+	pids := sealfsPids(e.mnt)
+	if len(pids) != 1 {
+		t.Fatalf("daemons: %v", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return !isMounted(e.mnt) && len(sealfsPids(e.base)) == 0 }) {
+		t.Fatal("SIGTERM did not unmount and stop the daemon")
+	}
+
+	start := time.Now()
+	e.mustRun("mount", "--idle", "1s", "--password-file", pw, e.cipher, e.mnt)
+	if got := string(mustRead(t, filepath.Join(e.mnt, "a"))); got != "kept" {
+		t.Fatalf("file reads %q", got)
+	}
+	if !waitFor(15*time.Second, func() bool { return !isMounted(e.mnt) }) {
+		t.Fatal("--idle 1s did not lock")
+	}
+	t.Logf("idle lock after %v", time.Since(start))
+	if pids := waitNoSealfs(e.base, 5*time.Second); len(pids) > 0 {
+		t.Fatalf("daemon still running after idle lock: %v", pids)
+	}
+
+	// Foreground: logs on stderr, SIGINT unmounts and exits 0.
+	cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return isMounted(e.mnt) }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("foreground mount never appeared: %s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	e.stderrAll.Write(stderr.Bytes())
+	if err != nil {
+		t.Fatalf("foreground mount exited with %v: %s", err, stderr.String())
+	}
+	if isMounted(e.mnt) || !strings.Contains(stderr.String(), "keys wiped") {
+		t.Fatalf("foreground SIGINT: mounted=%v stderr=%s", isMounted(e.mnt), stderr.String())
+	}
+}
+
+// TestCLIPasswordSources: --extpass and $SEALFS_PASSWORD unlock, and the
+// variable does not reach the mount daemon.
+func TestCLIPasswordSources(t *testing.T) {
+	requireFUSE(t)
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "env-and-extpass-pw")
+	e.initVault(pw)
+
+	e.mustRun("mount", "--extpass", "cat "+pw, e.cipher, e.mnt)
+	e.mustRun("unmount", e.mnt)
+
+	r := e.runWith(e.tpm.spec, []string{"SEALFS_PASSWORD=env-and-extpass-pw"}, "mount", e.cipher, e.mnt)
+	wantExit(t, r, 0, "")
+	pids := sealfsPids(e.mnt)
+	if len(pids) != 1 {
+		t.Fatalf("daemons: %v", pids)
+	}
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(env, []byte("SEALFS_PASSWORD")) {
+		t.Error("$SEALFS_PASSWORD was passed on to the mount daemon")
+	}
+	e.mustRun("unmount", e.mnt)
+	wantExit(t, e.run("mount", "--extpass", "exit 3", e.cipher, e.mnt), 1, "--extpass command failed")
+}
