@@ -10,6 +10,10 @@
 // nor an interposer learns the password or the key; Unseal compares the
 // SRK's Name with the one recorded at seal time before sending anything.
 //
+// SealLimited makes the other kind of slot: one that allows a fixed number
+// of consecutive wrong passwords, counted by the TPM itself in a PIN-fail NV
+// index, and then never opens again (design and limits in limited.go).
+//
 // swtpm can stand in for a hardware TPM ("swtpm:DIR"): then the slot is only
 // as safe as DIR, since whoever copies DIR can run the TPM without lockout.
 //
