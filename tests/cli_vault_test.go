@@ -108,7 +108,7 @@ func TestCLILockout(t *testing.T) {
 	before := e.vaultBytes()
 	// Now even the right password is refused, with the way out.
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1,
-		"the TPM is locked against password guessing; retry in up to 2 minutes or use `sealfs recover` with your recovery key")
+		"the TPM is locked against password guessing; retry in 2 minutes or use `sealfs recover` with your recovery key")
 	if !bytes.Equal(before, e.vaultBytes()) {
 		t.Fatal("a refused unlock changed the vault header")
 	}
