@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/tpm"
 )
 
 // statusJSON is the part of `sealfs status --json` the tests read.
@@ -272,4 +273,43 @@ func copyDir(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestCLIPCRBinding(t *testing.T) {
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "pcr pw")
+	e.initVault(pw, "--pcr", "16")
+	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher)
+
+	tp := openTPMNoCleanup(t, e.tpm.spec)
+	if err := tp.PCRExtend(16, []byte("boot changed")); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	before := e.vaultBytes()
+	wantExit(t, e.run("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, "PCR 16 differ")
+	if !bytes.Equal(before, e.vaultBytes()) {
+		t.Fatal("a refused unlock changed the vault header")
+	}
+	tp = openTPMNoCleanup(t, e.tpm.spec)
+	if err := tp.PCRReset(16); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher)
+
+	// Not yet supported: say so instead of writing a slot that cannot open.
+	wantExit(t, e.run("init", "--max-tries", "3", "--password-file", pw, "--no-confirm", filepath.Join(e.base, "v2")), 1, "--max-tries")
+	if _, err := os.Stat(filepath.Join(e.base, "v2")); err == nil {
+		t.Error("a failed init left its directory behind")
+	}
+}
+
+func openTPMNoCleanup(t *testing.T, spec string) *tpm.TPM {
+	t.Helper()
+	tp, err := tpm.Open(spec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
 }

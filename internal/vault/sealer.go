@@ -10,10 +10,10 @@ type Sealer interface {
 	// seed); slots sealed elsewhere carry another name.
 	SRKName() ([]byte, error)
 	Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPMBlob, error)
-	// Unseal returns the secret. For slots whose stored state moves on every
-	// unlock (attempt-limited slots re-arm their bound) it also returns the
-	// blob to store in place of b; nil means b stays as it is.
-	Unseal(b *crypto.TPMBlob, authValue []byte) (secret []byte, updated *crypto.TPMBlob, err error)
+	// Unseal returns the secret. It never changes b: even attempt-limited
+	// slots keep their count inside the TPM (tpm/limited.go), so a failed
+	// or successful unlock leaves the header as it was.
+	Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, error)
 	// ChangeAuth returns b re-keyed to newAuth. The old blob still opens
 	// with oldAuth, so the caller must replace it and keep no copy.
 	ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error)

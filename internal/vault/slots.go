@@ -31,8 +31,16 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, rk, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	// A failed init leaves no trace: not even a directory it made.
+	created := errors.Is(statErr, fs.ErrNotExist)
+	cleanup := func() {
+		if created {
+			os.Remove(dir)
+		}
 	}
 	if _, err := os.Lstat(filepath.Join(dir, crypto.HeaderFileName)); !errors.Is(err, fs.ErrNotExist) {
 		return nil, rk, fmt.Errorf("%s already holds a sealfs vault (%s)", dir, crypto.HeaderFileName)
@@ -65,6 +73,7 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 	if _, err := v.AddTPMSlot(s, password, opts.Seal, opts.Label, false); err != nil {
 		// AddTPMSlot saved nothing on failure; the directory holds no header.
 		v.Wipe()
+		cleanup()
 		return nil, crypto.RecoveryKey{}, err
 	}
 	return v, rk, nil

@@ -16,7 +16,10 @@ func (s tpmSealer) SRKName() ([]byte, error) { return s.t.SRKName() }
 
 func (s tpmSealer) Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPMBlob, error) {
 	if opts.MaxTries > 0 {
-		return nil, errors.New("attempt-limited TPM slots (--max-tries) are not available in this build yet")
+		// tpm.SealLimited exists, but its key carries the PIN index's Name,
+		// which UnsealLimited insists on and crypto.TPMBlob cannot store yet
+		// (no nv_name field): a slot made now could never open.
+		return nil, errors.New("attempt-limited TPM slots (--max-tries) need vault format support that is not in this build yet")
 	}
 	k, err := s.t.Seal(secret, authValue, opts.PCRs)
 	if err != nil {
@@ -25,9 +28,8 @@ func (s tpmSealer) Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPM
 	return toBlob(k), nil
 }
 
-func (s tpmSealer) Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, *crypto.TPMBlob, error) {
-	secret, err := s.t.Unseal(fromBlob(b), authValue)
-	return secret, nil, err
+func (s tpmSealer) Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, error) {
+	return s.t.Unseal(fromBlob(b), authValue)
 }
 
 func (s tpmSealer) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {

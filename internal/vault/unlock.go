@@ -68,7 +68,7 @@ func (v *Vault) unlockSlot(s Sealer, slot *crypto.Slot, password []byte) error {
 		return fmt.Errorf("slot %s: %w", slot.ID, err)
 	}
 	defer clear(auth)
-	secret, updated, err := s.Unseal(slot.TPM, auth)
+	secret, err := s.Unseal(slot.TPM, auth)
 	if err != nil {
 		// The TPM's errors are complete user messages (issue 3 §3: "wrong
 		// password (N tries left…)"); a slot id prefix would only blur them.
@@ -82,14 +82,6 @@ func (v *Vault) unlockSlot(s Sealer, slot *crypto.Slot, password []byte) error {
 	}
 	if err := v.setKey(m, slot.ID); err != nil {
 		return err
-	}
-	if updated != nil {
-		// An attempt-limited slot re-armed its bound: store it now, or the
-		// next unlock would run against the old bound.
-		slot.TPM = updated
-		if err := v.Save(); err != nil {
-			return fmt.Errorf("storing the re-armed slot %s: %w", slot.ID, err)
-		}
 	}
 	v.log.Debug("vault unlocked", "slot", slot.ID)
 	return nil

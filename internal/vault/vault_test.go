@@ -34,15 +34,15 @@ func (f *fakeTPM) Seal(secret, auth []byte, _ SealOptions) (*crypto.TPMBlob, err
 	return &crypto.TPMBlob{Public: []byte("pub"), Private: priv, SRKName: f.srk}, nil
 }
 
-func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, *crypto.TPMBlob, error) {
+func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
 	o, ok := f.objects[string(b.Private)]
 	if !ok || !bytes.Equal(b.SRKName, f.srk) {
-		return nil, nil, tpm.ErrWrongTPM
+		return nil, tpm.ErrWrongTPM
 	}
 	if !bytes.Equal(o[0], auth) {
-		return nil, nil, &tpm.AuthError{TriesLeft: 2}
+		return nil, &tpm.AuthError{TriesLeft: 2}
 	}
-	return bytes.Clone(o[1]), nil, nil
+	return bytes.Clone(o[1]), nil
 }
 
 func (f *fakeTPM) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {
