@@ -71,28 +71,48 @@ func (f *File) readLocked(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
-// readRun reads blocks i..j with one pread, opens each in place and copies
-// the part of it that lies at or after pos into p.
+// readRun reads blocks i..j with one pread, then authenticates them in
+// parallel: blocks p covers entirely are decrypted straight into p, the
+// others in place and copied. It returns the bytes before the first bad block.
 func (f *File) readRun(p []byte, pos, i, j int64) (int, error) {
-	bp := getBatch()
-	defer putBatch(bp)
+	bt := getBatch()
+	defer putBatch(bt)
 	start := crypto.BlockOffset(i)
 	end := crypto.BlockOffset(j) + int64(plainLen(j, f.size)) + crypto.BlockOverhead
-	buf := (*bp)[:end-start]
+	buf := bt.buf[:end-start]
 	got, err := f.pread(buf, start)
 	if err != nil {
 		return 0, err
 	}
-	done := 0
-	for k := i; k <= j; k++ {
-		lo := (k - i) * cbs
-		hi := min(lo+cbs, int64(got))
-		plain, err := f.openInPlace(buf[lo:max(lo, hi)], k)
-		if err != nil {
-			return done, err
+	buf = buf[:got]
+	nb := int(j - i + 1)
+	parallel(nb, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			bt.errs[b] = f.openInto(p, pos, i+int64(b), buf[min(b*cbs, got):min((b+1)*cbs, got)])
 		}
-		skip := max(0, pos-k*bs)
-		done += copy(p[done:], plain[skip:])
+	})
+	for b, err := range bt.errs[:nb] {
+		if err != nil {
+			f.logBlock(i+int64(b), err)
+			return int(max(0, (i+int64(b))*bs-pos)), err
+		}
 	}
-	return done, nil
+	return int(min(int64(len(p)), (j+1)*bs-pos)), nil
+}
+
+// openInto authenticates block k (stored bytes cb) and places the part of its
+// plaintext that lies in [pos, pos+len(p)) into p.
+func (f *File) openInto(p []byte, pos, k int64, cb []byte) error {
+	lo := k*bs - pos // where the block starts relative to p
+	n := int64(plainLen(k, f.size))
+	if lo >= 0 && lo+n <= int64(len(p)) {
+		_, err := f.openBlock(p[lo:lo:lo+n], cb, k)
+		return err
+	}
+	plain, err := f.openBlock(cb[crypto.NonceSize:crypto.NonceSize], cb, k)
+	if err != nil {
+		return err
+	}
+	copy(p[max(0, lo):], plain[max(0, -lo):])
+	return nil
 }

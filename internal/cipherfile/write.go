@@ -116,7 +116,7 @@ func (f *File) apply(p []byte, off, newSize int64) error {
 		}
 		var old []byte
 		if newLast == oldLast && e.needsOld(newLast) {
-			old = f.oldPlain(&e, newLast)
+			old = e.oldPlain(newLast)
 		}
 		f.tail = f.tail[:plainLen(newLast, newSize)]
 		e.fill(f.tail, newLast, old)
@@ -151,7 +151,7 @@ func (f *File) preRead(e *edit, first, last int64) ([]*[]byte, error) {
 	return bufs, nil
 }
 
-func (f *File) oldPlain(e *edit, i int64) []byte {
+func (e *edit) oldPlain(i int64) []byte {
 	for _, o := range e.olds {
 		if o.idx == i {
 			return o.plain
@@ -160,40 +160,62 @@ func (f *File) oldPlain(e *edit, i int64) []byte {
 	return nil
 }
 
-// writeBlocks seals blocks first..last (all full and non-final) into the
-// pooled batch buffer and writes each batch with one pwrite.
+// writeBlocks seals blocks first..last (all full and non-final) in parallel
+// into the pooled batch buffer and writes each batch with one pwrite.
 func (f *File) writeBlocks(e *edit, first, last int64) error {
 	if first > last {
 		return nil
 	}
-	bp := getBatch()
-	defer putBatch(bp)
-	buf := (*bp)[:0]
-	runStart := first
-	for i := first; i <= last; i++ {
-		slot := len(buf)
-		plain := (*bp)[slot+crypto.NonceSize : slot+crypto.NonceSize+bs]
+	bt := getBatch()
+	defer putBatch(bt)
+	for i0 := first; i0 <= last; i0 += batchBlocks {
+		nb := int(min(last-i0+1, batchBlocks))
+		buf := bt.buf[:nb*cbs]
+		parallel(nb, func(lo, hi int) {
+			for b := lo; b < hi; b++ {
+				bt.errs[b] = f.sealInto(buf[b*cbs:b*cbs:(b+1)*cbs], e, i0+int64(b))
+			}
+		})
+		for _, err := range bt.errs[:nb] {
+			if err != nil {
+				return err
+			}
+		}
+		before := f.stats.bytesWritten
+		if err := f.pwrite(buf, crypto.BlockOffset(i0)); err != nil {
+			if i0 == first && f.stats.bytesWritten == before {
+				return err // nothing reached the disk: the File is unchanged
+			}
+			return f.fail(err)
+		}
+	}
+	return nil
+}
+
+// sealInto seals the new contents of full block i into slot (len 0, cap
+// CipherBlockSize). A block p covers entirely is sealed straight from p;
+// any other is assembled in place first.
+func (f *File) sealInto(slot []byte, e *edit, i int64) error {
+	s := i * bs
+	var plain []byte
+	if e.off <= s && e.off+int64(len(e.p)) >= s+bs {
+		plain = e.p[s-e.off : s-e.off+bs]
+	} else {
+		plain = slot[crypto.NonceSize : crypto.NonceSize+bs]
 		var old []byte
 		if e.needsOld(i) {
-			if old = f.oldPlain(e, i); old == nil {
+			if old = e.oldPlain(i); old == nil {
 				return fmt.Errorf("cipherfile: internal error: block %d of %s was not pre-read", i, f.Path())
 			}
 		}
 		e.fill(plain, i, old)
-		var err error
-		if buf, err = f.fc.SealBlock(buf, plain, uint64(i), false); err != nil {
-			return err
-		}
-		if len(buf)+cbs > cap(buf) || i == last {
-			before := f.stats.bytesWritten
-			if err := f.pwrite(buf, crypto.BlockOffset(runStart)); err != nil {
-				if runStart == first && f.stats.bytesWritten == before {
-					return err // nothing reached the disk: the File is unchanged
-				}
-				return f.fail(err)
-			}
-			runStart, buf = i+1, buf[:0]
-		}
+	}
+	out, err := f.fc.SealBlock(slot, plain, uint64(i), false)
+	if err != nil {
+		return err
+	}
+	if len(out) != cbs || &out[0] != &slot[:1][0] {
+		return fmt.Errorf("cipherfile: internal error: block %d sealed to %d bytes outside its slot", i, len(out))
 	}
 	return nil
 }

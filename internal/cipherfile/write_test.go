@@ -234,3 +234,45 @@ func TestSyncAndSetPath(t *testing.T) {
 		t.Fatal("PlainSizeOf")
 	}
 }
+
+// rssKiB reads the resident set size from /proc (page cache is not in it).
+func rssKiB(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		var kib int64
+		if _, err := fmt.Sscanf(string(l), "VmRSS: %d kB", &kib); err == nil {
+			return kib
+		}
+	}
+	t.Skip("no VmRSS")
+	return 0
+}
+
+// TestRSSFlat10GiB writes 10 GiB through one File (CIPHERFILE_BIG=1; about
+// 10-30 s and 10 GiB of disk) and checks that RSS does not grow with it.
+func TestRSSFlat10GiB(t *testing.T) {
+	if os.Getenv("CIPHERFILE_BIG") == "" {
+		t.Skip("set CIPHERFILE_BIG=1 to write 10 GiB")
+	}
+	e := newEnv(t)
+	f := e.create()
+	chunk := pattern(1<<20, 8)
+	var start int64
+	for off := int64(0); off < 10<<30; off += int64(len(chunk)) {
+		mustWrite(t, f, chunk, off)
+		if off == 256<<20 {
+			start = rssKiB(t)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	end := rssKiB(t)
+	t.Logf("RSS after 256 MiB: %d KiB, after 10 GiB: %d KiB", start, end)
+	if end-start > 16<<10 {
+		t.Fatalf("RSS grew by %d KiB while writing 10 GiB", end-start)
+	}
+}
