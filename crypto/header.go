@@ -100,9 +100,11 @@ type TPMBlob struct {
 	SRKName   []byte   `json:"srk_name"`
 	PCRs      []int    `json:"pcrs,omitempty"`
 	PCRValues [][]byte `json:"pcr_values,omitempty"`
-	NVIndex   uint32   `json:"nv_index,omitempty"`
-	Bound     uint64   `json:"bound,omitempty"`
-	MaxTries  uint32   `json:"max_tries,omitempty"`
+	// Attempt-limited slots (tpm.SealLimited): the PIN-fail NV index whose
+	// Name the sealed object's PolicySecret is bound to.
+	NVIndex  uint32 `json:"nv_index,omitempty"`
+	NVName   []byte `json:"nv_name,omitempty"`
+	MaxTries uint32 `json:"max_tries,omitempty"`
 }
 
 // NewHeader starts a header for a new vault.
@@ -213,6 +215,9 @@ func (s *Slot) validate() error {
 		}
 		if len(s.TPM.PCRValues) != 0 && len(s.TPM.PCRValues) != len(s.TPM.PCRs) {
 			return errors.New("tpm slot: pcr_values does not match pcrs")
+		}
+		if (s.TPM.NVIndex == 0) != (len(s.TPM.NVName) == 0) || (s.TPM.NVIndex == 0) != (s.TPM.MaxTries == 0) {
+			return errors.New("tpm slot: nv_index, nv_name and max_tries go together")
 		}
 		for _, p := range s.TPM.PCRs {
 			if p < 0 || p > 23 {
