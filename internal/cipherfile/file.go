@@ -189,18 +189,23 @@ func (f *File) Flush() error {
 	return f.flushLocked()
 }
 
-// Sync is Flush followed by fdatasync (dataOnly) or fsync. The fsync runs
-// without the lock: it covers every write issued before it, and readers need
-// not wait for the disk.
+// Sync is Flush followed by fdatasync (dataOnly) or fsync. The sync runs
+// without the lock: it covers every write issued before it, and readers and
+// writers need not wait for the disk. It goes through the os.File so that a
+// concurrent Close cannot make it sync a reused descriptor number.
 func (f *File) Sync(dataOnly bool) error {
 	if err := f.Flush(); err != nil {
 		return err
 	}
 	var err error
 	if dataOnly {
-		err = unix.Fdatasync(f.sysfd)
+		var rc syscall.RawConn
+		if rc, err = f.fd.SyscallConn(); err == nil {
+			cerr := rc.Control(func(fd uintptr) { err = unix.Fdatasync(int(fd)) })
+			err = errors.Join(cerr, err)
+		}
 	} else {
-		err = unix.Fsync(f.sysfd)
+		err = f.fd.Sync()
 	}
 	if err != nil {
 		return fmt.Errorf("cipherfile: syncing %s: %w", f.Path(), err)

@@ -11,8 +11,9 @@ import (
 )
 
 var (
-	modelSeed = flag.Uint64("model.seed", 0, "seed for TestModel (0: time-based)")
-	modelOps  = flag.Int("model.ops", 3000, "operations per TestModel run")
+	modelSeed  = flag.Uint64("model.seed", 0, "seed for TestModel (0: time-based)")
+	modelTrace = flag.Bool("model.trace", false, "log every TestModel operation")
+	modelOps   = flag.Int("model.ops", 0, "operations per TestModel run (0: 3000, 800 under -race)")
 )
 
 // model drives a File and an in-memory byte slice with the same random
@@ -36,13 +37,20 @@ func TestModel(t *testing.T) {
 	m := &model{t: t, e: newEnv(t), rng: rand.New(rand.NewPCG(seed, seed^0x5ea1))}
 	m.f = m.e.create()
 	defer func() { _ = m.f.Close() }()
-	for op := 0; op < *modelOps; op++ {
+	ops := *modelOps
+	if ops == 0 {
+		ops = 3000
+		if raceEnabled {
+			ops = 800
+		}
+	}
+	for op := 0; op < ops; op++ {
 		m.step(op)
 		if got := m.f.Size(); got != int64(len(m.want)) {
 			t.Fatalf("op %d: Size = %d, model %d", op, got, len(m.want))
 		}
 	}
-	m.flushAndVerify(*modelOps)
+	m.flushAndVerify(ops)
 }
 
 // offset picks small offsets mostly, block-boundary neighbours often, and
@@ -75,6 +83,12 @@ func (m *model) length() int {
 	}
 }
 
+func (m *model) trace(op int, format string, args ...any) {
+	if *modelTrace {
+		m.t.Logf("op %d: "+format, append([]any{op}, args...)...)
+	}
+}
+
 func (m *model) step(op int) {
 	t := m.t
 	switch r := m.rng.IntN(100); {
@@ -84,6 +98,7 @@ func (m *model) step(op int) {
 		for i := range p {
 			p[i] = byte(m.rng.Uint32() | 1)
 		}
+		m.trace(op, "WriteAt(%d bytes at %d) size %d", n, off, len(m.want))
 		mustWrite(t, m.f, p, off)
 		if n > 0 {
 			m.grow(off + int64(n))
@@ -96,6 +111,7 @@ func (m *model) step(op int) {
 		if m.rng.IntN(4) == 0 {
 			size = m.rng.Int64N(int64(len(m.want)) + 1)
 		}
+		m.trace(op, "Truncate(%d) size %d", size, len(m.want))
 		if err := m.f.Truncate(size); err != nil {
 			t.Fatalf("op %d: Truncate(%d): %v", op, size, err)
 		}
@@ -106,13 +122,16 @@ func (m *model) step(op int) {
 		m.verifyDisk(op) // Truncate flushes
 	case r < 87:
 		off, n := m.offset(), int64(m.length()+1)
+		m.trace(op, "Allocate(%d, %d) size %d", off, n, len(m.want))
 		if err := m.f.Allocate(off, n); err != nil {
 			t.Fatalf("op %d: Allocate(%d, %d): %v", op, off, n, err)
 		}
 		m.grow(off + n)
 	case r < 95:
+		m.trace(op, "Flush")
 		m.flushAndVerify(op)
 	default:
+		m.trace(op, "reopen")
 		if err := m.f.Close(); err != nil {
 			t.Fatalf("op %d: Close: %v", op, err)
 		}
@@ -156,6 +175,12 @@ func (m *model) verifyDisk(op int) {
 		m.t.Fatalf("op %d: decrypting flushed cipher file: %v", op, err)
 	}
 	if !bytes.Equal(got, m.want) {
+		for i := range min(len(got), len(m.want)) {
+			if got[i] != m.want[i] {
+				m.t.Logf("first difference at %d (block %d)", i, i/bs)
+				break
+			}
+		}
 		m.t.Fatalf("op %d: flushed cipher file decrypts to %d bytes differing from the model (%d bytes)", op, len(got), len(m.want))
 	}
 }

@@ -11,8 +11,8 @@ import (
 
 // Truncate sets the plaintext size. Growth stores encrypted zero blocks
 // (streamed, bounded memory); shrinking re-seals the new last block as final.
-// Either way the change is flushed before Truncate returns, so the cipher
-// file's size (which getattr of unopened files reads) is right at once.
+// Truncate always flushes before it returns (also to the same size), so the
+// cipher file's size, which getattr of unopened files reads, is right at once.
 // Truncating a damaged file to at most its Size repairs it.
 func (f *File) Truncate(size int64) error {
 	if size < 0 || size > maxSize {
@@ -34,8 +34,6 @@ func (f *File) Truncate(size int64) error {
 		if err := f.shrink(size); err != nil {
 			return err
 		}
-	default:
-		return nil
 	}
 	return f.flushLocked()
 }
