@@ -106,6 +106,9 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		AttrTimeout:     &sec,
 		NegativeTimeout: &sec,
 		RootStableAttr:  &gofs.StableAttr{Ino: st.Ino},
+		// Report mode 0000 as 0000: without this go-fuse shows a file
+		// chmod'ed to 0 as 0644, and rsync/tar restores differ.
+		NullPermissions: true,
 		Logger:          log.New(slogWriter{o.Log}, "", 0),
 	})
 	if err != nil {
