@@ -61,4 +61,7 @@
 // decrypt into per-call pooled buffers, and copy from the tail); writes,
 // Truncate, Allocate and Flush hold it exclusively for the whole operation, so
 // a reader never sees a half-written block or a tail that is being replaced.
+// Within one call, the blocks of a batch (up to 32, one pread or pwrite) are
+// sealed or opened by up to GOMAXPROCS goroutines that finish before the call
+// returns: one sequential stream would otherwise use one core for AES-GCM.
 package cipherfile
