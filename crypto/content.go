@@ -135,7 +135,10 @@ func (c *FileCipher) blockAD(ad *[FileIDSize + 9]byte, index uint64, final bool)
 }
 
 // SealBlock appends nonce ‖ ciphertext ‖ tag of plain to dst. final marks the
-// file's last block; plain must be BlockSize bytes unless final.
+// file's last block; plain must be BlockSize bytes unless final. Like
+// cipher.AEAD.Seal, it writes into dst's spare capacity when that holds
+// len(plain)+BlockOverhead bytes (no allocation), and plain may overlap that
+// space exactly at dst[len(dst)+NonceSize:], so callers can seal in place.
 func (c *FileCipher) SealBlock(dst, plain []byte, index uint64, final bool) ([]byte, error) {
 	if len(plain) > BlockSize || (!final && len(plain) != BlockSize) {
 		return nil, fmt.Errorf("sealing block %d: %d plaintext bytes (final=%v)", index, len(plain), final)
