@@ -36,8 +36,6 @@ type node struct {
 	dirID     crypto.DirID
 	haveDirID bool
 	warnedID  bool
-	// of is a regular file's shared open state; nil while no handle is open.
-	of *openFile
 }
 
 func (r *root) newNode() *node { return &node{r: r} }
@@ -249,7 +247,8 @@ func (n *node) fillAttr(st *unix.Statx_t, out *fuse.Attr) {
 	out.Size = st.Size
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		if size, ok := n.openSize(); ok {
+		a := n.r.stableAttr(st)
+		if size, ok := n.r.openSize(fileKey{a.Ino, a.Gen}); ok {
 			out.Size = uint64(size)
 		} else {
 			out.Size = uint64(cipherfile.PlainSizeOf(int64(st.Size)))
@@ -270,9 +269,10 @@ func symlinkPlainLen(enc int64) int64 {
 	return raw - crypto.NonceSize - crypto.TagSize
 }
 
-// newChild registers the child found at stored (with attributes st) under
-// name and fills out. If go-fuse already knows the inode (a hard link, or a
-// racing lookup), that node is returned and its open size is used.
+// newChild makes a node for the child found at stored (with attributes st)
+// under name and fills out. go-fuse replaces it by the node it already has
+// for the same inode (a hard link, a racing lookup) after we return; the
+// open size comes from the root's table, so it is right either way.
 func (n *node) newChild(ctx context.Context, name, stored string, st *unix.Statx_t, out *fuse.EntryOut) *gofs.Inode {
 	ch := n.r.newNode()
 	in := n.NewInode(ctx, ch, n.r.stableAttr(st))

@@ -14,14 +14,15 @@ import (
 // every handle sees the same file (issue 4 §2). It is created by the first
 // open and closed when the last handle is released.
 type openFile struct {
-	n *node
+	n   *node
+	key fileKey
 	// rw is held shared by every I/O call and exclusively only to swap cf
 	// when a read-only backing fd is upgraded for writing (a 0444 file
 	// opened by a non-root daemon; see openBacking).
 	rw       sync.RWMutex
 	cf       *cipherfile.File
 	writable bool
-	refs     int // guarded by n.mu
+	refs     int // guarded by root.openMu
 	// appendMu makes "read size, write there" atomic among O_APPEND writers.
 	appendMu sync.Mutex
 }
@@ -30,26 +31,42 @@ func (r *root) cfOptions(path string) cipherfile.Options {
 	return cipherfile.Options{Keys: r.keys, Path: path, Log: r.log, ReadOnly: r.opts.ReadOnly}
 }
 
+// fileKey identifies a backing inode. Open state is keyed by it in the
+// root rather than hung on a node: go-fuse may briefly hold two node objects
+// for one inode (a lookup builds a fresh node before go-fuse deduplicates
+// it), and a hard link reached by another path must still see the size of
+// the open engine, which can be ahead of the backing file.
+type fileKey struct{ ino, gen uint64 }
+
+func (n *node) key() fileKey {
+	a := n.StableAttr()
+	return fileKey{a.Ino, a.Gen}
+}
+
 // existingOpen returns n's shared open state with a reference held, or nil
 // when no handle is open. Callers release it.
 func (n *node) existingOpen() *openFile {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.of != nil {
-		n.of.refs++
-	}
-	return n.of
+	return n.r.refOpen(n.key())
 }
 
-// openSize is the plaintext size of an open file, which may be ahead of the
-// backing file while the engine buffers data.
-func (n *node) openSize() (int64, bool) {
-	n.mu.Lock()
-	of := n.of
-	n.mu.Unlock()
+func (r *root) refOpen(k fileKey) *openFile {
+	r.openMu.Lock()
+	defer r.openMu.Unlock()
+	of := r.files[k]
+	if of != nil {
+		of.refs++
+	}
+	return of
+}
+
+// openSize is the plaintext size of the file k while it is open, which may
+// be ahead of the backing file while the engine buffers data.
+func (r *root) openSize(k fileKey) (int64, bool) {
+	of := r.refOpen(k)
 	if of == nil {
 		return 0, false
 	}
+	defer of.n.release(of)
 	of.rw.RLock()
 	defer of.rw.RUnlock()
 	return of.cf.Size(), true
@@ -80,11 +97,11 @@ func (n *node) acquire(write bool) (*openFile, error) {
 		f.Close()
 		return nil, err
 	}
-	n.mu.Lock()
-	if n.of != nil { // another open won the race; use its state
-		of := n.of
+	k := n.key()
+	n.r.openMu.Lock()
+	if of := n.r.files[k]; of != nil { // another open won the race; use its state
 		of.refs++
-		n.mu.Unlock()
+		n.r.openMu.Unlock()
 		cf.Close()
 		if write {
 			if err := of.ensureWritable(); err != nil {
@@ -94,44 +111,41 @@ func (n *node) acquire(write bool) (*openFile, error) {
 		}
 		return of, nil
 	}
-	of := &openFile{n: n, cf: cf, writable: writable, refs: 1}
-	n.of = of
-	n.mu.Unlock()
-	n.r.addOpen(of)
+	of := &openFile{n: n, key: k, cf: cf, writable: writable, refs: 1}
+	n.r.files[k] = of
+	n.r.openMu.Unlock()
 	return of, nil
 }
 
 // adopt installs a freshly created cipher file as n's open state.
 func (n *node) adopt(cf *cipherfile.File) (*openFile, error) {
-	n.mu.Lock()
-	if n.of != nil {
+	k := n.key()
+	n.r.openMu.Lock()
+	defer n.r.openMu.Unlock()
+	if n.r.files[k] != nil {
 		// Only possible if the backing store recycled an inode number
-		// while go-fuse still had the old node; refuse rather than mix.
-		n.mu.Unlock()
+		// and birth time; refuse rather than mix two files.
 		cf.Close()
 		return nil, syscall.EIO
 	}
-	of := &openFile{n: n, cf: cf, writable: true, refs: 1}
-	n.of = of
-	n.mu.Unlock()
-	n.r.addOpen(of)
+	of := &openFile{n: n, key: k, cf: cf, writable: true, refs: 1}
+	n.r.files[k] = of
 	return of, nil
 }
 
 // release drops one reference; the last one closes the cipher file, which
 // writes any buffered data.
 func (n *node) release(of *openFile) error {
-	n.mu.Lock()
+	n.r.openMu.Lock()
 	of.refs--
 	last := of.refs == 0
-	if last && n.of == of {
-		n.of = nil
+	if last && n.r.files[of.key] == of {
+		delete(n.r.files, of.key)
 	}
-	n.mu.Unlock()
+	n.r.openMu.Unlock()
 	if !last {
 		return nil
 	}
-	n.r.removeOpen(of)
 	of.rw.Lock()
 	defer of.rw.Unlock()
 	return of.cf.Close()

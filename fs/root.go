@@ -36,7 +36,7 @@ type root struct {
 	lastActivity atomic.Int64 // unix nanoseconds
 
 	openMu sync.Mutex
-	open   map[*openFile]struct{} // every shared cipher file currently open
+	files  map[fileKey]*openFile // every regular file currently open
 }
 
 func newRoot(o Options) (*root, error) {
@@ -55,7 +55,7 @@ func newRoot(o Options) (*root, error) {
 		dev:       uint64(st.Dev),
 		umask:     readUmask(),
 		asRoot:    os.Geteuid() == 0,
-		open:      map[*openFile]struct{}{},
+		files:     map[fileKey]*openFile{},
 	}
 	r.touch()
 	return r, nil
@@ -83,24 +83,12 @@ func readUmask() uint32 {
 	return 0o022
 }
 
-func (r *root) addOpen(of *openFile) {
-	r.openMu.Lock()
-	r.open[of] = struct{}{}
-	r.openMu.Unlock()
-}
-
-func (r *root) removeOpen(of *openFile) {
-	r.openMu.Lock()
-	delete(r.open, of)
-	r.openMu.Unlock()
-}
-
 // openFiles returns a snapshot of the shared files currently open.
 func (r *root) openFiles() []*openFile {
 	r.openMu.Lock()
 	defer r.openMu.Unlock()
-	out := make([]*openFile, 0, len(r.open))
-	for of := range r.open {
+	out := make([]*openFile, 0, len(r.files))
+	for _, of := range r.files {
 		out = append(out, of)
 	}
 	return out

@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -387,7 +388,35 @@ func TestFSXattrLocksStatfsMmap(t *testing.T) {
 	}
 
 	// Shared writable mmap: stores reach the file through the page cache.
-	mm, err := unix.Mmap(int(f1.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	// Done in a child process: a page fault on the mount blocks its thread
+	// outside any syscall, and if that thread belongs to the process
+	// serving the mount, a GC stop-the-world waits for it forever.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFSHelperMmap$")
+	cmd.Env = append(os.Environ(), "SEALFS_MMAP_HELPER="+p)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mmap helper: %v\n%s", err, out)
+	}
+	f1.Close()
+	f2.Close()
+	m.remount(mountOpts{})
+	got := mustRead(t, p)
+	if string(got[5000:5006]) != "mapped" {
+		t.Fatalf("mmap write lost: %q", got[5000:5006])
+	}
+}
+
+// TestFSHelperMmap is the child process of TestFSXattrLocksStatfsMmap.
+func TestFSHelperMmap(t *testing.T) {
+	p := os.Getenv("SEALFS_MMAP_HELPER")
+	if p == "" {
+		t.Skip("helper process only")
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mm, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,12 +424,7 @@ func TestFSXattrLocksStatfsMmap(t *testing.T) {
 	if err := unix.Msync(mm, unix.MS_SYNC); err != nil {
 		t.Fatal(err)
 	}
-	unix.Munmap(mm)
-	f1.Close()
-	f2.Close()
-	m.remount(mountOpts{})
-	got := mustRead(t, p)
-	if string(got[5000:5006]) != "mapped" {
-		t.Fatalf("mmap write lost: %q", got[5000:5006])
+	if err := unix.Munmap(mm); err != nil {
+		t.Fatal(err)
 	}
 }

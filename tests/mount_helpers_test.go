@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -88,6 +89,13 @@ func newMount(t testing.TB, o mountOpts) *testMount {
 	t.Cleanup(func() {
 		m.forceUnmount()
 		keys.Wipe()
+		if t.Failed() {
+			logs := m.logs.String()
+			if len(logs) > 8000 {
+				logs = "…" + logs[len(logs)-8000:]
+			}
+			t.Logf("mount log:\n%s", logs)
+		}
 	})
 	m.mount()
 	return m
@@ -98,7 +106,7 @@ func (m *testMount) mount() {
 	srv, err := sealfs.Mount(m.mnt, sealfs.Options{
 		CipherDir:  m.cipher,
 		Keys:       m.keys,
-		Log:        slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:        slog.New(slog.NewTextHandler(m.logSink(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ReadOnly:   m.opts.readOnly,
 		AllowOther: m.opts.allowOther,
 		Debug:      os.Getenv("SEALFS_FUSE_DEBUG") != "",
@@ -107,6 +115,18 @@ func (m *testMount) mount() {
 		m.t.Fatal(err)
 	}
 	m.srv = srv
+}
+
+// logSink is the log buffer, plus the file SEALFS_TEST_LOG names if set.
+func (m *testMount) logSink() io.Writer {
+	if p := os.Getenv("SEALFS_TEST_LOG"); p != "" {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			m.t.Cleanup(func() { f.Close() })
+			return io.MultiWriter(m.logs, f)
+		}
+	}
+	return m.logs
 }
 
 // unmount unmounts cleanly and fails the test if it cannot.
