@@ -220,6 +220,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		n.r.removeSideFile(dst, sideMade)
 		return toErrno(err)
 	}
+	n.r.renamed(n.GetChild(name), dst.path())
 	if src.long {
 		// rename(2) between two links of one inode succeeds and changes
 		// nothing; the source name then still needs its side file.
@@ -229,6 +230,20 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		}
 	}
 	return 0
+}
+
+// renamed points an open engine's log lines at the file's new cipher path.
+// (Files open below a renamed directory keep logging the old path.)
+func (r *root) renamed(in *gofs.Inode, newPath string) {
+	if in == nil || in.StableAttr().Mode != syscall.S_IFREG {
+		return
+	}
+	if of := asNode(in).existingOpen(); of != nil {
+		of.rw.RLock()
+		of.cf.SetPath(newPath)
+		of.rw.RUnlock()
+		of.n.release(of)
+	}
 }
 
 // Symlink stores the target encrypted (randomized AES-GCM): link targets
