@@ -14,10 +14,15 @@ import (
 // Counter counts failed authorisations; at MaxTries the TPM refuses every
 // DA-protected authorisation (InLockout). One failure is forgotten per
 // Interval; Recovery is how long lockoutAuth stays unusable after it failed.
+// LockoutAuthSet tells whether the lockout hierarchy has a password: when
+// it has none, anyone who may talk to the TPM can reset the counter with
+// ResetLockout(nil), and trying it costs nothing. When it has one, a wrong
+// guess blocks the lockout hierarchy for Recovery, so never guess.
 type LockoutInfo struct {
 	Counter, MaxTries  uint32
 	Interval, Recovery time.Duration
 	InLockout          bool
+	LockoutAuthSet     bool
 }
 
 // Lockout reads the dictionary-attack state.
@@ -31,8 +36,11 @@ func (t *TPM) Lockout() (LockoutInfo, error) {
 	return info, nil
 }
 
-// TPMA_PERMANENT.inLockout (Part 2, 8.6).
-const permanentInLockout = 1 << 9
+// TPMA_PERMANENT bits (Part 2, 8.6).
+const (
+	permanentLockoutAuthSet = 1 << 2
+	permanentInLockout      = 1 << 9
+)
 
 func (t *TPM) lockout() (LockoutInfo, error) {
 	rsp, err := tpm2.GetCapability{
@@ -53,6 +61,7 @@ func (t *TPM) lockout() (LockoutInfo, error) {
 		switch p.Property {
 		case tpm2.TPMPTPermanent:
 			info.InLockout = p.Value&permanentInLockout != 0
+			info.LockoutAuthSet = p.Value&permanentLockoutAuthSet != 0
 		case tpm2.TPMPTLockoutCounter:
 			info.Counter = p.Value
 		case tpm2.TPMPTMaxAuthFail:

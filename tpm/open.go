@@ -203,7 +203,11 @@ func (t *TPM) prepare(bare bool) error {
 			return fmt.Errorf("listing loaded handles: %w", err)
 		}
 		for _, h := range hs.Handle {
-			if h>>24 != first>>24 {
+			// The loaded-session list holds both kinds: swtpm reports a
+			// policy session (0x03…) a killed client left loaded under
+			// 0x02, and missing it leaves one of 3 session slots taken
+			// for good (issue 7: a crash must never cost the vault).
+			if h>>24 != first>>24 && !(isSession(first) && isSession(h)) {
 				continue
 			}
 			t.log.Debug("flushing handle left by an earlier client", "handle", fmt.Sprintf("%#x", uint32(h)))
@@ -214,6 +218,8 @@ func (t *TPM) prepare(bare bool) error {
 	}
 	return nil
 }
+
+func isSession(h tpm2.TPMHandle) bool { return h>>24 == 0x02 || h>>24 == 0x03 }
 
 // warnOnce is process-wide on purpose: the warning is about the machine's
 // configuration, and repeating it on every Open would train users to ignore it.
