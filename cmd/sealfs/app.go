@@ -33,6 +33,7 @@ type app struct {
 	log        *slog.Logger
 	closers    []func()
 	tpmClosers []func()
+	tpm        *tpm.TPM // the --tpm connection, once opened
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -108,13 +109,19 @@ func (a *app) parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]stri
 	return pos, nil
 }
 
-// openTPM connects to the TPM chosen by --tpm / $SEALFS_TPM. It is closed
-// (and a managed swtpm shut down in order) when the command ends.
+// openTPM connects to the TPM chosen by --tpm / $SEALFS_TPM, once per
+// command: swtpm serves one client at a time, so a second connection would
+// wait for the first. It is closed (and a managed swtpm shut down in order)
+// when the command ends.
 func (a *app) openTPM() (*tpm.TPM, error) {
+	if a.tpm != nil {
+		return a.tpm, nil
+	}
 	t, err := tpm.Open(a.tpmSpec, a.log)
 	if err != nil {
 		return nil, err
 	}
+	a.tpm = t
 	a.tpmClosers = append(a.tpmClosers, func() {
 		if err := t.Close(); err != nil {
 			a.log.Warn("closing the TPM", "err", err)
@@ -130,4 +137,5 @@ func (a *app) closeTPMs() {
 		a.tpmClosers[i]()
 	}
 	a.tpmClosers = nil
+	a.tpm = nil
 }

@@ -26,6 +26,10 @@ func cmdInit(a *app, args []string) error {
 		return err
 	}
 	dir := pos[0]
+	opts, err := sf.opts()
+	if err != nil {
+		return err
+	}
 	t, err := a.openTPM()
 	if err != nil {
 		return err
@@ -36,7 +40,7 @@ func cmdInit(a *app, args []string) error {
 	}
 	defer clear(pw)
 	v, rk, err := vault.Create(dir, a.log, vault.FromTPM(t), pw, vault.CreateOptions{
-		Seal:  sf.opts(),
+		Seal:  opts,
 		Label: *sf.label,
 	})
 	if err != nil {
@@ -46,7 +50,11 @@ func cmdInit(a *app, args []string) error {
 	defer clear(rk[:])
 
 	out := a.stdout
-	fmt.Fprintf(out, "Created a sealfs vault in %s.\n\n", dir)
+	fmt.Fprintf(out, "Created a sealfs vault in %s.\n", dir)
+	if s := v.TPMSlots(nil); len(s) == 1 {
+		a.reportLimit(s[0])
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintln(out, "Recovery key: write it down and keep it away from this machine. It is shown only")
 	fmt.Fprintln(out, "this once and opens the vault if this machine, its TPM or your password is lost.")
 	fmt.Fprintln(out)

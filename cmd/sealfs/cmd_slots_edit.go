@@ -12,6 +12,8 @@ import (
 func cmdPasswd(a *app, args []string) error {
 	fs := a.flagSet("passwd")
 	newFile := fs.String("new-password-file", "", "read the new password from `FILE` (else asked twice)")
+	var limit maxTriesFlag
+	fs.Var(&limit, "max-tries", "also set the slot's attempt limit: after `N` consecutive wrong passwords only the recovery key opens the vault (0: no limit; default: keep the slot's)")
 	pos, err := a.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -41,10 +43,19 @@ func cmdPasswd(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
-	if err := v.ChangePassword(vault.FromTPM(t), old, pw, a.slot); err != nil {
-		return err
+	wasLimited := map[string]bool{}
+	for _, s := range v.TPMSlots(srk) {
+		wasLimited[s.ID] = vault.Limited(s.TPM)
 	}
-	fmt.Fprintf(a.stdout, "Password of slot %s changed.\n", v.UnlockedSlot())
+	opts := vault.PasswdOptions{SlotID: a.slot, MaxTries: limit.value()}
+	if err := v.ChangePassword(vault.FromTPM(t), old, pw, opts); err != nil {
+		return a.explainUnlock(v, err)
+	}
+	slot, ok := v.Header.Slot(v.UnlockedSlot())
+	if !ok {
+		return fmt.Errorf("slot %s vanished from the header", v.UnlockedSlot())
+	}
+	a.reportPasswd(slot, wasLimited[slot.ID])
 	return nil
 }
 
@@ -63,63 +74,11 @@ func addSlotFlags(fs *flag.FlagSet) *slotFlags {
 	return sf
 }
 
-func (sf *slotFlags) opts() vault.SealOptions {
-	return vault.SealOptions{PCRs: sf.pcrs, MaxTries: uint32(*sf.maxTries)}
-}
-
-func cmdRecover(a *app, args []string) error {
-	fs := a.flagSet("recover")
-	sf := addSlotFlags(fs)
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
+func (sf *slotFlags) opts() (vault.SealOptions, error) {
+	if *sf.maxTries > tpm.MaxTriesLimit {
+		return vault.SealOptions{}, usagef("--max-tries: at most %d (beyond that a limit stops being one)", tpm.MaxTriesLimit)
 	}
-	v, err := a.loadVault(pos[0])
-	if err != nil {
-		return err
-	}
-	// The key is checked (typos, then the slot) before the TPM is touched.
-	if err := a.unlock(v, true); err != nil {
-		return err
-	}
-	t, err := a.openTPM()
-	if err != nil {
-		return err
-	}
-	pw, err := a.password("New password for this machine", true)
-	if err != nil {
-		return err
-	}
-	defer clear(pw)
-	srk, err := t.SRKName()
-	if err != nil {
-		return err
-	}
-	var replaced []string
-	for _, s := range v.TPMSlots(srk) {
-		replaced = append(replaced, s.ID)
-	}
-	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, sf.opts(), *sf.label, true)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "New TPM slot %s for this machine.\n", slot.ID)
-	for _, id := range replaced {
-		fmt.Fprintf(a.stdout, "Replaced this machine's old slot %s.\n", id)
-	}
-	a.warnLockout(t)
-	return nil
-}
-
-// warnLockout tells the user when the new slot cannot be used yet: the
-// dictionary-attack lockout is the TPM's, not the slot's.
-func (a *app) warnLockout(t *tpm.TPM) {
-	info, err := t.Lockout()
-	if err != nil || !info.InLockout {
-		return
-	}
-	fmt.Fprintf(a.stderr, "note: this TPM is still locked against password guessing; the new password works once it recovers (up to %s), "+
-		"or after its owner runs TPM2_DictionaryAttackLockReset. Until then mount with --recovery-key-file.\n", info.Interval)
+	return vault.SealOptions{PCRs: sf.pcrs, MaxTries: uint32(*sf.maxTries)}, nil
 }
 
 func cmdEnroll(a *app, args []string) error {
@@ -129,6 +88,10 @@ func cmdEnroll(a *app, args []string) error {
 	fromTPM := fs.String("from-tpm", "", "with --with-password: the TPM (`SPEC`) holding that slot (default: the --tpm one)")
 	newFile := fs.String("new-password-file", "", "with --with-password: read the new slot's password from `FILE`")
 	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	opts, err := sf.opts()
 	if err != nil {
 		return err
 	}
@@ -169,11 +132,12 @@ func cmdEnroll(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
-	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, sf.opts(), *sf.label, false)
+	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, *sf.label, false)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Enrolled TPM slot %s for this machine.\n", slot.ID)
+	a.reportLimit(slot)
 	return nil
 }
 
@@ -196,12 +160,18 @@ func cmdRevoke(a *app, args []string) error {
 	if err := a.unlock(v, *withRecovery); err != nil {
 		return err
 	}
-	if err := v.RemoveSlot(id, *force); err != nil {
+	removed, err := v.RemoveSlot(id, *force)
+	if err != nil {
 		if errors.Is(err, vault.ErrRecoverySlot) || errors.Is(err, vault.ErrLastSlot) {
 			return err
 		}
 		return fmt.Errorf("revoking %s: %w", id, err)
 	}
-	fmt.Fprintf(a.stdout, "Slot %s removed. Copies of the old header (cloud file versions, backups) still hold it.\n", id)
+	if removed.TPM == nil || !vault.Limited(removed.TPM) {
+		fmt.Fprintf(a.stdout, "Slot %s removed. Copies of the old header (cloud file versions, backups) still hold it.\n", id)
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "Slot %s removed.\n", id)
+	a.releaseLimited(removed)
 	return nil
 }

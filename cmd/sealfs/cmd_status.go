@@ -31,14 +31,18 @@ type statusReport struct {
 }
 
 type slotReport struct {
-	ID       string    `json:"id"`
-	Type     string    `json:"type"`
-	Created  time.Time `json:"created"`
-	Label    string    `json:"label,omitempty"`
-	ThisTPM  *bool     `json:"this_tpm,omitempty"` // nil: TPM not reachable, unknown
-	SRKName  string    `json:"srk_name,omitempty"`
-	PCRs     []int     `json:"pcrs,omitempty"`
-	MaxTries uint32    `json:"max_tries,omitempty"`
+	ID      string    `json:"id"`
+	Type    string    `json:"type"`
+	Created time.Time `json:"created"`
+	Label   string    `json:"label,omitempty"`
+	ThisTPM *bool     `json:"this_tpm,omitempty"` // nil: TPM not reachable, unknown
+	SRKName string    `json:"srk_name,omitempty"`
+	PCRs    []int     `json:"pcrs,omitempty"`
+	// Attempt-limited slots: MaxTries consecutive wrong passwords allowed,
+	// TriesLeft of them remain (read from this TPM; absent for another's).
+	MaxTries  uint32 `json:"max_tries,omitempty"`
+	TriesLeft *int   `json:"tries_left,omitempty"`
+	TPMError  string `json:"tpm_error,omitempty"` // e.g. the slot's NV index is gone
 }
 
 type tpmReport struct {
@@ -48,6 +52,7 @@ type tpmReport struct {
 	MaxTries         uint32  `json:"max_tries"`
 	TriesLeft        uint32  `json:"tries_left"`
 	InLockout        bool    `json:"in_lockout"`
+	LockoutAuthSet   bool    `json:"lockout_auth_set"`
 	IntervalSeconds  float64 `json:"lockout_interval_seconds"`
 	RecoverySeconds  float64 `json:"lockout_recovery_seconds"`
 	RecoveryInSecs   float64 `json:"time_to_recovery_seconds"` // upper bound until one more try is allowed
@@ -70,7 +75,8 @@ func statusOrSlots(a *app, name string, args []string) error {
 	}
 	r := buildReport(v)
 	var srk []byte
-	if t, err := a.openTPM(); err != nil {
+	t, err := a.openTPM()
+	if err != nil {
 		r.TPMError = err.Error()
 	} else if srk, err = t.SRKName(); err != nil {
 		r.TPMError = err.Error()
@@ -87,6 +93,9 @@ func statusOrSlots(a *app, name string, args []string) error {
 			if s.Type == crypto.SlotTPM {
 				this := string(s.TPM.SRKName) == string(srk)
 				r.Slots[i].ThisTPM = &this
+				if this && vault.Limited(s.TPM) {
+					slotTries(vault.FromTPM(t), s.TPM, &r.Slots[i])
+				}
 			}
 		}
 	}
@@ -127,7 +136,7 @@ func buildReport(v *vault.Vault) *statusReport {
 func newTPMReport(spec string, srk []byte, info tpm.LockoutInfo) *tpmReport {
 	tr := &tpmReport{
 		Spec: spec, SRKName: hex.EncodeToString(srk),
-		LockoutCounter: info.Counter, MaxTries: info.MaxTries, InLockout: info.InLockout,
+		LockoutCounter: info.Counter, MaxTries: info.MaxTries, InLockout: info.InLockout, LockoutAuthSet: info.LockoutAuthSet,
 		IntervalSeconds: info.Interval.Seconds(), RecoverySeconds: info.Recovery.Seconds(),
 		CounterClearSecs: (time.Duration(info.Counter) * info.Interval).Seconds(),
 	}
@@ -164,7 +173,10 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 				d = append(d, fmt.Sprintf("PCRs %v", s.PCRs))
 			}
 			if s.MaxTries > 0 {
-				d = append(d, fmt.Sprintf("max %d tries", s.MaxTries))
+				d = append(d, triesDetail(s))
+			}
+			if s.TPMError != "" {
+				d = append(d, s.TPMError)
 			}
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.Created.Format(time.DateOnly), s.Label, strings.Join(d, ", "))
@@ -187,6 +199,9 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 			fmt.Fprintf(w, "  LOCKED OUT: the next try is allowed in at most %s; or use `sealfs recover`\n", secs(t.RecoveryInSecs))
 		} else if t.LockoutCounter > 0 {
 			fmt.Fprintf(w, "  counter back to 0 in at most %s\n", secs(t.CounterClearSecs))
+		}
+		if hasLimited(r) {
+			fmt.Fprintln(w, "  (this lockout does not apply to attempt-limited slots: the TPM counts their tries in their own NV index)")
 		}
 	case r.TPMError != "":
 		fmt.Fprintf(w, "tpm:      unavailable: %s\n", r.TPMError)

@@ -38,7 +38,7 @@ func init() {
 		{name: "lock", args: "MOUNTPOINT", summary: "same as unmount", run: cmdUnmount, hidden: true},
 		{name: "status", args: "CIPHERDIR", summary: "slots and this TPM's dictionary-attack state (--json)", run: cmdStatus},
 		{name: "slots", args: "CIPHERDIR", summary: "list the vault's keyslots", run: cmdSlots},
-		{name: "passwd", args: "CIPHERDIR", summary: "change this TPM slot's password", run: cmdPasswd},
+		{name: "passwd", args: "CIPHERDIR", summary: "change this TPM slot's password (--max-tries N: set its attempt limit)", run: cmdPasswd},
 		{name: "recover", args: "CIPHERDIR", summary: "with the recovery key: new TPM slot for this machine, new password", run: cmdRecover},
 		{name: "enroll", args: "CIPHERDIR", summary: "add a TPM slot for this machine (authorised by recovery key or password)", run: cmdEnroll},
 		{name: "revoke", args: "CIPHERDIR SLOT", summary: "remove a keyslot", run: cmdRevoke},
@@ -112,8 +112,11 @@ func userMessage(err error) string {
 		le *tpm.LockoutError
 		pe *tpm.PCRError
 		te *tpm.TriesError
+		ee *exhaustedError
 	)
 	switch {
+	case errors.As(err, &ee):
+		return ee.Error()
 	case errors.As(err, &te):
 		return te.Error()
 	case errors.As(err, &ae):
@@ -126,6 +129,8 @@ func userMessage(err error) string {
 		return tpm.ErrTriesExhausted.Error()
 	case errors.Is(err, tpm.ErrWrongTPM):
 		return tpm.ErrWrongTPM.Error()
+	case errors.Is(err, tpm.ErrSlotGone):
+		return tpm.ErrSlotGone.Error()
 	}
 	return err.Error()
 }
@@ -152,6 +157,11 @@ global flags (also accepted after the command):
   --recovery-key-file FILE read the recovery key from FILE
   --slot ID                use this TPM slot when this TPM holds several
   -v                       debug logging
+
+Attempt limit: `+"`init --max-tries N`"+` (also recover, enroll) makes a TPM slot that the TPM
+itself closes for good after N consecutive wrong passwords; a right one restores all N.
+After that only the recovery key opens the vault (`+"`sealfs recover`"+` makes a fresh slot).
+`+"`passwd --max-tries N`"+` turns the limit on or changes N for an existing slot; 0 turns it off.
 
 A password is never accepted as an argument. $SEALFS_PASSWORD is read once and
 removed from the environment at start, but before that it is visible in

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/sealfs/sealfs/internal/vault"
 	"github.com/sealfs/sealfs/tpm"
 )
@@ -53,13 +50,8 @@ func (a *app) unlockWithTPM(v *vault.Vault, t *tpm.TPM) error {
 		return err
 	}
 	defer clear(pw)
-	err = v.UnlockPasswordSlot(vault.FromTPM(t), pw, a.slot)
-	if errors.Is(err, tpm.ErrWrongPassword) {
-		// The TPM just counted the failure; tell how many remain.
-		var ae *tpm.AuthError
-		if errors.As(err, &ae) && ae.TriesLeft < 0 {
-			return fmt.Errorf("%w; see `sealfs status %s`", err, v.Dir)
-		}
+	if err := v.UnlockPasswordSlot(vault.FromTPM(t), pw, a.slot); err != nil {
+		return a.explainUnlock(v, err)
 	}
-	return err
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/tpm"
 )
 
 // CreateOptions configure a new vault.
@@ -83,6 +84,8 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 // the header. With replace, the TPM's existing slots (same SRK Name) are
 // dropped in the same atomic update: `sealfs recover` uses that, because a
 // forgotten password's slot is useless and a locked-out one is a liability.
+// Dropped attempt-limited slots have their NV index freed once the header
+// no longer refers to them.
 func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label string, replace bool) (*crypto.Slot, error) {
 	if !v.Unlocked() {
 		return nil, ErrLocked
@@ -106,37 +109,60 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 	}
 	old := v.Header.Slots
 	next := slices.Clone(old)
+	var dropped []crypto.Slot
 	if replace {
-		next = slices.DeleteFunc(next, func(o crypto.Slot) bool {
+		mine := func(o crypto.Slot) bool {
 			return o.Type == crypto.SlotTPM && string(o.TPM.SRKName) == string(blob.SRKName)
-		})
+		}
+		for _, o := range next {
+			if mine(o) {
+				dropped = append(dropped, o)
+			}
+		}
+		next = slices.DeleteFunc(next, mine)
 	}
 	v.Header.Slots = append(next, slot)
 	if err := v.Save(); err != nil {
 		v.Header.Slots = old
+		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return nil, err
+	}
+	for _, d := range dropped {
+		v.release(s, d.ID, d.TPM, "the replaced slot")
 	}
 	return &slot, nil
 }
 
-// ChangePassword re-keys this TPM's slot from oldPassword to newPassword
-// with ObjectChangeAuth: the sealed key stays, nothing is re-encrypted. The
-// vault ends up unlocked. The old blob would still open with the old
-// password, so it is replaced in one atomic header update.
-// slotID picks the slot when this TPM holds several ("" = the first).
-func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, slotID string) error {
-	if err := v.UnlockPasswordSlot(s, oldPassword, slotID); err != nil {
+// PasswdOptions tune ChangePassword.
+type PasswdOptions struct {
+	// SlotID picks the slot when this TPM holds several ("" = the first).
+	SlotID string
+	// MaxTries, when not nil, sets the slot's attempt limit: N > 0 makes
+	// it attempt-limited with N tries, 0 makes it a plain slot. nil keeps
+	// the slot's own.
+	MaxTries *uint32
+}
+
+// ChangePassword gives this TPM's slot newPassword (and, with
+// opts.MaxTries, a new attempt limit). The sealed key stays the same and
+// nothing is re-encrypted; the vault ends up unlocked.
+//
+// A plain slot is re-keyed with ObjectChangeAuth. The old blob would still
+// open with the old password, so it is replaced in one atomic header
+// update. An attempt-limited slot (or one becoming limited or plain) is
+// re-sealed instead: its password is the authValue of its NV index, fixed
+// when the index is defined (see reseal for the order of the steps).
+func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts PasswdOptions) error {
+	if opts.MaxTries != nil && *opts.MaxTries > tpm.MaxTriesLimit {
+		return fmt.Errorf("max tries must be 0..%d, got %d", tpm.MaxTriesLimit, *opts.MaxTries)
+	}
+	if err := v.UnlockPasswordSlot(s, oldPassword, opts.SlotID); err != nil {
 		return err
 	}
 	slot, ok := v.Header.Slot(v.slotID)
 	if !ok {
 		return fmt.Errorf("slot %s vanished from the header", v.slotID)
 	}
-	oldAuth, err := crypto.DeriveAuthValue(oldPassword, slot.KDF)
-	if err != nil {
-		return err
-	}
-	defer clear(oldAuth)
 	kdf, err := crypto.NewKDFParams()
 	if err != nil {
 		return err
@@ -146,6 +172,18 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, slotID
 		return err
 	}
 	defer clear(newAuth)
+	maxTries := slot.TPM.MaxTries
+	if opts.MaxTries != nil {
+		maxTries = *opts.MaxTries
+	}
+	if Limited(slot.TPM) || maxTries > 0 {
+		return v.reseal(s, slot, kdf, newAuth, maxTries)
+	}
+	oldAuth, err := crypto.DeriveAuthValue(oldPassword, slot.KDF)
+	if err != nil {
+		return err
+	}
+	defer clear(oldAuth)
 	blob, err := s.ChangeAuth(slot.TPM, oldAuth, newAuth)
 	if err != nil {
 		return fmt.Errorf("changing the slot's password in the TPM: %w", err)
@@ -159,27 +197,94 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, slotID
 	return nil
 }
 
-// RemoveSlot deletes slot id. The last slot can never be removed; the
-// recovery slot only with force (and only while a TPM slot remains).
-func (v *Vault) RemoveSlot(id string, force bool) error {
+// reseal replaces slot's sealed object with a new one behind newAuth,
+// attempt-limited when maxTries > 0, bound to the same PCRs (whose values
+// just satisfied the old policy). The steps come in the one order that
+// never leaves the vault without a working slot (issue 7):
+//
+//  1. seal the new object (and define its NV index, if limited);
+//  2. save the header with the new slot in place of the old, atomically;
+//  3. only then free the old slot's NV index.
+//
+// A crash before 2 leaves the old header and an orphan new NV index; a
+// crash between 2 and 3, the new header and an orphan old index. Either way
+// the worst case is an NV index that no current header refers to (an old
+// copy of the header would still open it with the old password, until its
+// tries run out), never a vault that the password cannot open.
+func (v *Vault) reseal(s Sealer, slot *crypto.Slot, kdf *crypto.KDFParams, newAuth []byte, maxTries uint32) error {
+	blob, err := s.Seal(v.master.Bytes(), newAuth, SealOptions{PCRs: slot.TPM.PCRs, MaxTries: maxTries})
+	if err != nil {
+		return fmt.Errorf("sealing the key in the TPM: %w", err)
+	}
+	oldKDF, oldBlob := slot.KDF, slot.TPM
+	slot.KDF, slot.TPM = kdf, blob
+	if err := v.Save(); err != nil {
+		slot.KDF, slot.TPM = oldKDF, oldBlob
+		v.release(s, slot.ID, blob, "the new slot, which was not saved")
+		return err
+	}
+	v.release(s, slot.ID, oldBlob, "the old slot")
+	return nil
+}
+
+// release frees the TPM side of a blob that the saved header no longer
+// holds. A failure leaves the vault intact, so it is logged, not returned:
+// the index only takes NV space (and, with an old copy of the header,
+// still opens with the old password until its tries run out).
+func (v *Vault) release(s Sealer, id string, b *crypto.TPMBlob, what string) {
+	if !Limited(b) {
+		return
+	}
+	if err := s.Delete(b); err != nil {
+		v.log.Warn("could not free the TPM NV index of "+what+"; the vault is fine, "+
+			"but the index stays defined until removed (e.g. `tpm2_nvundefine`)",
+			"slot", id, "nv_index", fmt.Sprintf("%#x", b.NVIndex), "err", err)
+	}
+}
+
+// ReleaseSlot frees what slot, already removed from the header
+// (RemoveSlot), holds inside the TPM s: the NV index of an attempt-limited
+// slot, so that no old copy of the header can open it any more. Plain slots
+// hold nothing in the TPM. ErrOtherMachine: s is not the slot's TPM.
+func ReleaseSlot(s Sealer, slot *crypto.Slot) error {
+	if slot.Type != crypto.SlotTPM || !Limited(slot.TPM) {
+		return nil
+	}
+	srk, err := s.SRKName()
+	if err != nil {
+		return fmt.Errorf("reading the TPM's storage root key: %w", err)
+	}
+	if string(srk) != string(slot.TPM.SRKName) {
+		return ErrOtherMachine
+	}
+	return s.Delete(slot.TPM)
+}
+
+// RemoveSlot deletes slot id from the header and returns it. The last slot
+// can never be removed; the recovery slot only with force (and only while a
+// TPM slot remains). An attempt-limited slot's NV index stays in its TPM
+// until ReleaseSlot: the header is saved first, so a failure in between
+// leaves an orphan index, never a header naming a deleted one.
+func (v *Vault) RemoveSlot(id string, force bool) (*crypto.Slot, error) {
 	if !v.Unlocked() {
-		return ErrLocked
+		return nil, ErrLocked
 	}
 	slot, ok := v.Header.Slot(id)
 	if !ok {
-		return fmt.Errorf("no slot %q in this vault (see `sealfs slots`)", id)
+		return nil, fmt.Errorf("no slot %q in this vault (see `sealfs slots`)", id)
 	}
 	if len(v.Header.Slots) == 1 {
-		return ErrLastSlot
+		return nil, ErrLastSlot
 	}
 	if slot.Type == crypto.SlotRecovery && !force {
-		return ErrRecoverySlot
+		return nil, ErrRecoverySlot
 	}
+	removed := *slot
 	old := v.Header.Slots
 	v.Header.Slots = slices.DeleteFunc(slices.Clone(old), func(s crypto.Slot) bool { return s.ID == id })
 	if err := v.Save(); err != nil {
 		v.Header.Slots = old
-		return err
+		return nil, err
 	}
-	return nil
+	return &removed, nil
 }

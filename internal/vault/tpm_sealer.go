@@ -1,8 +1,6 @@
 package vault
 
 import (
-	"errors"
-
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/tpm"
 )
@@ -15,13 +13,13 @@ type tpmSealer struct{ t *tpm.TPM }
 func (s tpmSealer) SRKName() ([]byte, error) { return s.t.SRKName() }
 
 func (s tpmSealer) Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPMBlob, error) {
+	var k *tpm.SealedKey
+	var err error
 	if opts.MaxTries > 0 {
-		// tpm.SealLimited exists, but its key carries the PIN index's Name,
-		// which UnsealLimited insists on and crypto.TPMBlob cannot store yet
-		// (no nv_name field): a slot made now could never open.
-		return nil, errors.New("attempt-limited TPM slots (--max-tries) need vault format support that is not in this build yet")
+		k, err = s.t.SealLimited(secret, authValue, opts.PCRs, int(opts.MaxTries))
+	} else {
+		k, err = s.t.Seal(secret, authValue, opts.PCRs)
 	}
-	k, err := s.t.Seal(secret, authValue, opts.PCRs)
 	if err != nil {
 		return nil, err
 	}
@@ -29,6 +27,9 @@ func (s tpmSealer) Seal(secret, authValue []byte, opts SealOptions) (*crypto.TPM
 }
 
 func (s tpmSealer) Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, error) {
+	if Limited(b) {
+		return s.t.UnsealLimited(fromBlob(b), authValue)
+	}
 	return s.t.Unseal(fromBlob(b), authValue)
 }
 
@@ -40,16 +41,29 @@ func (s tpmSealer) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*cryp
 	return toBlob(k), nil
 }
 
+func (s tpmSealer) Delete(b *crypto.TPMBlob) error {
+	if !Limited(b) {
+		return nil
+	}
+	return s.t.DeleteLimited(fromBlob(b))
+}
+
+func (s tpmSealer) TriesLeft(b *crypto.TPMBlob) (left, max int, err error) {
+	return s.t.TriesLeft(fromBlob(b))
+}
+
 func toBlob(k *tpm.SealedKey) *crypto.TPMBlob {
 	return &crypto.TPMBlob{
 		Public: k.Public, Private: k.Private, SRKName: k.SRKName,
-		PCRs: k.PCRs, PCRValues: k.PCRValues, NVIndex: k.NVIndex, MaxTries: k.MaxTries,
+		PCRs: k.PCRs, PCRValues: k.PCRValues,
+		NVIndex: k.NVIndex, NVName: k.NVName, MaxTries: k.MaxTries,
 	}
 }
 
 func fromBlob(b *crypto.TPMBlob) *tpm.SealedKey {
 	return &tpm.SealedKey{
 		Public: b.Public, Private: b.Private, SRKName: b.SRKName,
-		PCRs: b.PCRs, PCRValues: b.PCRValues, NVIndex: b.NVIndex, MaxTries: b.MaxTries,
+		PCRs: b.PCRs, PCRValues: b.PCRValues,
+		NVIndex: b.NVIndex, NVName: b.NVName, MaxTries: b.MaxTries,
 	}
 }

@@ -19,8 +19,8 @@ var ErrOtherMachine = tpm.ErrWrongTPM
 // still owns (and wipes) it.
 //
 // With several slots for this TPM, the first refusal of the password ends
-// the attempt (each try is a dictionary-attack strike); pick another slot
-// with UnlockPasswordSlot.
+// the attempt (each try is a dictionary-attack strike, or one of an
+// attempt-limited slot's tries); pick another slot with UnlockPasswordSlot.
 func (v *Vault) UnlockPassword(s Sealer, password []byte) error {
 	return v.UnlockPasswordSlot(s, password, "")
 }
@@ -53,13 +53,26 @@ func (v *Vault) UnlockPasswordSlot(s Sealer, password []byte, id string) error {
 		if firstErr == nil {
 			firstErr = err
 		}
-		// Only a PCR mismatch makes the next slot worth a try: a wrong
-		// password would just cost another dictionary-attack strike.
-		if !errors.Is(err, tpm.ErrPCRMismatch) {
+		// Only a refusal that cost no try makes the next slot worth one: a
+		// wrong password would just cost another strike there.
+		if !freeRefusal(err) {
 			return err
 		}
 	}
 	return firstErr
+}
+
+// freeRefusal reports whether the TPM refused a slot before the password
+// was tried: changed PCRs, an attempt-limited slot already used up, or one
+// whose NV index is gone.
+func freeRefusal(err error) bool {
+	switch {
+	case errors.Is(err, tpm.ErrWrongPassword):
+		return false
+	case errors.Is(err, tpm.ErrPCRMismatch), errors.Is(err, tpm.ErrTriesExhausted), errors.Is(err, tpm.ErrSlotGone):
+		return true
+	}
+	return false
 }
 
 func (v *Vault) unlockSlot(s Sealer, slot *crypto.Slot, password []byte) error {
@@ -71,7 +84,8 @@ func (v *Vault) unlockSlot(s Sealer, slot *crypto.Slot, password []byte) error {
 	secret, err := s.Unseal(slot.TPM, auth)
 	if err != nil {
 		// The TPM's errors are complete user messages (issue 3 §3: "wrong
-		// password (N tries left…)"); a slot id prefix would only blur them.
+		// password (N tries left…)", issue 7: "3 of 10 tries left…"); a
+		// slot id prefix would only blur them.
 		v.log.Debug("unlock failed", "slot", slot.ID, "err", err)
 		return err
 	}

@@ -15,23 +15,34 @@ import (
 )
 
 // fakeTPM seals in memory: enough to test the vault's slot logic without a
-// TPM (the real TPM paths are covered in tests/ against swtpm).
+// TPM (the real TPM paths are covered in tests/ against swtpm). Limited
+// slots get a fake NV index that counts failures like a PIN-fail index.
 type fakeTPM struct {
 	srk     []byte
 	objects map[string][2][]byte // private → {authValue, secret}
+	nv      map[uint32]*fakeNV
+	lastNV  uint32
 }
 
+type fakeNV struct{ count, limit uint32 }
+
 func newFakeTPM(name string) *fakeTPM {
-	return &fakeTPM{srk: []byte(name), objects: map[string][2][]byte{}}
+	return &fakeTPM{srk: []byte(name), objects: map[string][2][]byte{}, nv: map[uint32]*fakeNV{}, lastNV: 0x01800000}
 }
 
 func (f *fakeTPM) SRKName() ([]byte, error) { return f.srk, nil }
 
-func (f *fakeTPM) Seal(secret, auth []byte, _ SealOptions) (*crypto.TPMBlob, error) {
+func (f *fakeTPM) Seal(secret, auth []byte, opts SealOptions) (*crypto.TPMBlob, error) {
 	priv := make([]byte, 16)
 	_, _ = rand.Read(priv)
 	f.objects[string(priv)] = [2][]byte{bytes.Clone(auth), bytes.Clone(secret)}
-	return &crypto.TPMBlob{Public: []byte("pub"), Private: priv, SRKName: f.srk}, nil
+	b := &crypto.TPMBlob{Public: []byte("pub"), Private: priv, SRKName: f.srk, PCRs: opts.PCRs}
+	if opts.MaxTries > 0 {
+		f.lastNV++
+		f.nv[f.lastNV] = &fakeNV{limit: opts.MaxTries}
+		b.NVIndex, b.NVName, b.MaxTries = f.lastNV, []byte("nv"), opts.MaxTries
+	}
+	return b, nil
 }
 
 func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
@@ -39,18 +50,48 @@ func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
 	if !ok || !bytes.Equal(b.SRKName, f.srk) {
 		return nil, tpm.ErrWrongTPM
 	}
-	if !bytes.Equal(o[0], auth) {
-		return nil, &tpm.AuthError{TriesLeft: 2}
+	if !Limited(b) {
+		if !bytes.Equal(o[0], auth) {
+			return nil, &tpm.AuthError{TriesLeft: 2}
+		}
+		return bytes.Clone(o[1]), nil
 	}
+	nv, ok := f.nv[b.NVIndex]
+	switch {
+	case !ok:
+		return nil, tpm.ErrSlotGone
+	case nv.count >= nv.limit:
+		return nil, tpm.ErrTriesExhausted
+	case !bytes.Equal(o[0], auth):
+		nv.count++
+		return nil, &tpm.TriesError{Left: int(nv.limit - nv.count), Max: int(nv.limit)}
+	}
+	nv.count = 0
 	return bytes.Clone(o[1]), nil
 }
 
 func (f *fakeTPM) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {
+	if Limited(b) {
+		return nil, errors.New("fake: ChangeAuth on a limited slot")
+	}
 	o, ok := f.objects[string(b.Private)]
 	if !ok || !bytes.Equal(o[0], oldAuth) {
 		return nil, &tpm.AuthError{TriesLeft: 2}
 	}
 	return f.Seal(o[1], newAuth, SealOptions{})
+}
+
+func (f *fakeTPM) Delete(b *crypto.TPMBlob) error {
+	delete(f.nv, b.NVIndex)
+	return nil
+}
+
+func (f *fakeTPM) TriesLeft(b *crypto.TPMBlob) (int, int, error) {
+	nv, ok := f.nv[b.NVIndex]
+	if !ok {
+		return 0, 0, tpm.ErrSlotGone
+	}
+	return int(nv.limit - min(nv.count, nv.limit)), int(nv.limit), nil
 }
 
 func newVault(t *testing.T, s Sealer, password string) (string, crypto.RecoveryKey, []byte) {
@@ -225,7 +266,7 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.ChangePassword(f, []byte("old"), []byte("new"), ""); err != nil {
+	if err := v.ChangePassword(f, []byte("old"), []byte("new"), PasswdOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	v, err = Load(dir, nil)
@@ -247,20 +288,20 @@ func TestRemoveSlotRules(t *testing.T) {
 	f := newFakeTPM("srk-a")
 	dir, rk, _ := newVault(t, f, "pw")
 	v, _ := Load(dir, nil)
-	if err := v.RemoveSlot("x", false); !errors.Is(err, ErrLocked) {
+	if _, err := v.RemoveSlot("x", false); !errors.Is(err, ErrLocked) {
 		t.Fatalf("locked: %v", err)
 	}
 	if err := v.UnlockRecovery(rk); err != nil {
 		t.Fatal(err)
 	}
 	rs, _ := v.RecoverySlot()
-	if err := v.RemoveSlot(rs.ID, false); !errors.Is(err, ErrRecoverySlot) {
+	if _, err := v.RemoveSlot(rs.ID, false); !errors.Is(err, ErrRecoverySlot) {
 		t.Fatalf("recovery slot without force: %v", err)
 	}
-	if err := v.RemoveSlot(v.TPMSlots(nil)[0].ID, false); err != nil {
+	if _, err := v.RemoveSlot(v.TPMSlots(nil)[0].ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.RemoveSlot(rs.ID, true); !errors.Is(err, ErrLastSlot) {
+	if _, err := v.RemoveSlot(rs.ID, true); !errors.Is(err, ErrLastSlot) {
 		t.Fatalf("last slot: %v", err)
 	}
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/sealfs/sealfs/internal/vault"
+	"github.com/sealfs/sealfs/tpm"
+)
+
+func cmdRecover(a *app, args []string) error {
+	fs := a.flagSet("recover")
+	sf := addSlotFlags(fs)
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	opts, err := sf.opts()
+	if err != nil {
+		return err
+	}
+	v, err := a.loadVault(pos[0])
+	if err != nil {
+		return err
+	}
+	// The key is checked (typos, then the slot) before the TPM is touched.
+	if err := a.unlock(v, true); err != nil {
+		return err
+	}
+	t, err := a.openTPM()
+	if err != nil {
+		return err
+	}
+	pw, err := a.password("New password for this machine", true)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	srk, err := t.SRKName()
+	if err != nil {
+		return err
+	}
+	var replaced []string
+	for _, s := range v.TPMSlots(srk) {
+		replaced = append(replaced, s.ID)
+	}
+	// Replaced attempt-limited slots lose their NV index here too.
+	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, *sf.label, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "New TPM slot %s for this machine.\n", slot.ID)
+	for _, id := range replaced {
+		fmt.Fprintf(a.stdout, "Replaced this machine's old slot %s.\n", id)
+	}
+	a.reportLimit(slot)
+	a.clearLockout(t, vault.Limited(slot.TPM))
+	return nil
+}
+
+// clearLockout makes the new password usable at once after a forgotten
+// password ran the TPM into dictionary-attack lockout (issue 5: lock out,
+// recover with the key, mount with the new password).
+//
+// The TPM lets whoever holds lockoutAuth reset its counter. When
+// lockoutAuth is empty (the default on Linux, and swtpm's), that is anyone
+// who may use the TPM, so the reset gives the user nothing an attacker with
+// the same access did not have; the recovery key only makes sealfs offer
+// it. When lockoutAuth is set, sealfs never tries: a wrong lockoutAuth
+// blocks the lockout hierarchy for LockoutRecovery, and the owner's
+// password is not ours to guess. An attempt-limited new slot (limited) is
+// NoDA and works in lockout anyway, so it needs no warning.
+func (a *app) clearLockout(t *tpm.TPM, limited bool) {
+	info, err := t.Lockout()
+	if err != nil {
+		a.log.Warn("reading the TPM's lockout state", "err", err)
+		return
+	}
+	if !info.InLockout && info.Counter == 0 {
+		return
+	}
+	if info.LockoutAuthSet {
+		if !limited {
+			a.warnLockout(info)
+		}
+		return
+	}
+	if err := t.ResetLockout(nil); err != nil {
+		fmt.Fprintf(a.stderr, "note: could not reset this TPM's dictionary-attack counter: %v\n", err)
+		if !limited {
+			a.warnLockout(info)
+		}
+		return
+	}
+	state := fmt.Sprintf("had counted %d failed passwords", info.Counter)
+	if info.Counter == 1 {
+		state = "had counted 1 failed password"
+	}
+	if info.InLockout {
+		state = "was locked against password guessing"
+	}
+	fmt.Fprintf(a.stdout, "This TPM %s; it has no lockout password, so its dictionary-attack counter was reset to 0: the new password works now.\n", state)
+}
+
+// warnLockout tells the user when the new slot cannot be used yet: the
+// dictionary-attack lockout is the TPM's, not the slot's.
+func (a *app) warnLockout(info tpm.LockoutInfo) {
+	if !info.InLockout {
+		return
+	}
+	fmt.Fprintf(a.stderr, "note: this TPM is still locked against password guessing; the new password works once it recovers (up to %s), "+
+		"or after its owner runs TPM2_DictionaryAttackLockReset with the TPM's lockout password (sealfs does not guess it). "+
+		"Until then mount with --recovery-key-file.\n", info.Interval)
+}
