@@ -100,6 +100,7 @@ func TestCLIWrongPassword(t *testing.T) {
 }
 
 func TestCLILockout(t *testing.T) {
+	requireFUSE(t)
 	e := newCLIEnv(t, daParams{maxTries: 2, interval: 120 * time.Second, recovery: 120 * time.Second})
 	pw := e.secretFile("pw", "pw-lockout")
 	bad := e.secretFile("bad", "nope")
@@ -116,13 +117,20 @@ func TestCLILockout(t *testing.T) {
 	if s := e.status(); !s.TPM.InLockout || s.TPM.RecoveryIn != 120 {
 		t.Errorf("status in lockout: %+v", s.TPM)
 	}
-	// The recovery key does not go through the TPM's DA logic.
+	// The recovery key does not go through the TPM's DA logic. Having
+	// proven it, recover resets the counter (this TPM's lockout auth is
+	// empty, so anyone may) and the new password works at once.
 	rkFile := e.secretFile("rk", rk)
 	pw2 := e.secretFile("pw2", "after lockout")
 	r := e.mustRun("recover", "--recovery-key-file", rkFile, "--password-file", pw2, e.cipher)
-	if !strings.Contains(r.stderr, "still locked") {
-		t.Errorf("recover in lockout did not warn that the TPM is still locked: %s", r.stderr)
+	if !strings.Contains(r.stdout, "dictionary-attack counter was reset to 0") || strings.Contains(r.stderr, "still locked") {
+		t.Errorf("recover in lockout did not reset it:\n%s%s", r.stdout, r.stderr)
 	}
+	if s := e.status(); s.TPM.InLockout || s.TPM.LockoutCounter != 0 {
+		t.Errorf("status after recover: %+v", s.TPM)
+	}
+	e.mustRun("mount", "--password-file", pw2, e.cipher, e.mnt)
+	e.mustRun("unmount", e.mnt)
 }
 
 func TestCLIPasswd(t *testing.T) {
@@ -298,9 +306,32 @@ func TestCLIPCRBinding(t *testing.T) {
 	tp.Close()
 	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher)
 
-	// Not yet supported: say so instead of writing a slot that cannot open.
-	wantExit(t, e.run("init", "--max-tries", "3", "--password-file", pw, "--no-confirm", filepath.Join(e.base, "v2")), 1, "--max-tries")
-	if _, err := os.Stat(filepath.Join(e.base, "v2")); err == nil {
+	// PCR binding on an attempt-limited slot: a changed PCR is refused
+	// before the password is tried, so it costs no try.
+	v2 := filepath.Join(e.base, "v2")
+	e.mustRun("init", "--max-tries", "3", "--pcr", "16", "--password-file", pw, "--no-confirm", v2)
+	tp = openTPMNoCleanup(t, e.tpm.spec)
+	if err := tp.PCRExtend(16, []byte("boot changed again")); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	wantExit(t, e.run("passwd", "--password-file", pw, "--new-password-file", pw, v2), 1, "PCR 16 differ")
+	if r := e.mustRun("slots", v2); !strings.Contains(r.stdout, "PCRs [16], 3 of 3 tries left") {
+		t.Errorf("a PCR refusal cost a try:\n%s", r.stdout)
+	}
+	tp = openTPMNoCleanup(t, e.tpm.spec)
+	if err := tp.PCRReset(16); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, v2)
+
+	// A failed init (bad flag, no TPM) leaves no directory behind; a seal
+	// failure inside vault.Create is covered in internal/vault.
+	v3 := filepath.Join(e.base, "v3")
+	wantExit(t, e.run("init", "--pcr", "99", "--password-file", pw, "--no-confirm", v3), 2, "PCR")
+	wantExit(t, e.run("init", "--max-tries", "3", "--pcr", "16", "--tpm", "unix:"+filepath.Join(e.base, "nosock"), "--password-file", pw, "--no-confirm", v3), 1, "no TPM")
+	if _, err := os.Stat(v3); err == nil {
 		t.Error("a failed init left its directory behind")
 	}
 }
