@@ -69,6 +69,9 @@ type Header struct {
 	Slots    []Slot    `json:"slots"`
 }
 
+// MaxTriesLimit bounds an attempt-limited slot's max_tries (tpm.MaxTriesLimit).
+const MaxTriesLimit = 1000
+
 // Slot types.
 const (
 	SlotTPM      = "tpm"
@@ -218,6 +221,9 @@ func (s *Slot) validate() error {
 		}
 		if (s.TPM.NVIndex == 0) != (len(s.TPM.NVName) == 0) || (s.TPM.NVIndex == 0) != (s.TPM.MaxTries == 0) {
 			return errors.New("tpm slot: nv_index, nv_name and max_tries go together")
+		}
+		if s.TPM.MaxTries > MaxTriesLimit {
+			return fmt.Errorf("tpm slot: max_tries %d is over %d", s.TPM.MaxTries, MaxTriesLimit)
 		}
 		for _, p := range s.TPM.PCRs {
 			if p < 0 || p > 23 {

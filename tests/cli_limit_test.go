@@ -281,7 +281,7 @@ func TestCLILimitCrashCostsAtMostOneTry(t *testing.T) {
 	}
 	raw.Close()
 	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher)
-	wantNothingLoaded(t, e.tpm)
+	e.tpm.assertNoHandles(t)
 	e.wantTries(n, n)
 	raw = rawTPM(t, e.tpm)
 	if err := rawPolicySecret(t, raw, tpmSlot(t, e.vaultBytes()), []byte("abandoned guess")); err == nil {
@@ -336,29 +336,7 @@ func TestCLILimitCrashCostsAtMostOneTry(t *testing.T) {
 	e.mustRun("mount", "--password-file", pw, e.cipher, e.mnt)
 	e.mustRun("unmount", e.mnt)
 	e.wantTries(n, n)
-	wantNothingLoaded(t, e.tpm)
-}
-
-// wantNothingLoaded fails if any transient object or session, of either
-// kind, is loaded in sw: swtpm lists a loaded policy session (0x03…) under
-// the loaded-session type 0x02, so no filtering on the handle's type.
-func wantNothingLoaded(t *testing.T, sw *swtpmServer) {
-	t.Helper()
-	raw := rawTPM(t, sw)
-	defer raw.Close()
-	for _, first := range []uint32{0x80000000, 0x02000000, 0x03000000} {
-		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: first, PropertyCount: 64}.Execute(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs, err := rsp.CapabilityData.Data.Handles()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range hs.Handle {
-			t.Errorf("handle %#x left loaded in the TPM", uint32(h))
-		}
-	}
+	e.tpm.assertNoHandles(t)
 }
 
 // passwd --max-tries turns the limit on, changes N and turns it off for an
