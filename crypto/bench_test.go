@@ -80,3 +80,17 @@ func BenchmarkRawGCM(b *testing.B) {
 		out = a.Seal(out[:0], nonce, plain, nil)
 	}
 }
+
+// BenchmarkDeriveAuthValue is the KDF half of an unlock at the default
+// Argon2id cost (the TPM half is tests/BenchmarkUnseal).
+func BenchmarkDeriveAuthValue(b *testing.B) {
+	p, err := NewKDFParams()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := DeriveAuthValue([]byte("correct horse battery staple"), p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
