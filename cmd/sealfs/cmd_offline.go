@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealfs/sealfs/internal/offline"
+	"github.com/sealfs/sealfs/internal/vault"
 )
 
 // extract and fsck read the cipher folder directly (internal/offline), so a
@@ -24,11 +25,8 @@ func cmdExtract(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.loadVault(pos[0])
+	v, err := a.unlockedVault(pos[0], *withRecovery)
 	if err != nil {
-		return err
-	}
-	if err := a.unlock(v, *withRecovery); err != nil {
 		return err
 	}
 	sub := ""
@@ -56,11 +54,8 @@ func cmdFsck(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := a.loadVault(pos[0])
+	v, err := a.unlockedVault(pos[0], *withRecovery)
 	if err != nil {
-		return err
-	}
-	if err := a.unlock(v, *withRecovery); err != nil {
 		return err
 	}
 	bar := a.progress(offline.TotalBytes(pos[0]), "verifying", *quiet || *asJSON)
@@ -83,6 +78,19 @@ func cmdFsck(a *app, args []string) error {
 	fmt.Fprintf(a.stdout, "checked %d files (%d blocks, %d bytes), %d directories, %d symlinks, %d other\n",
 		r.Files, r.Blocks, r.CipherBytes, r.Dirs, r.Symlinks, r.Other)
 	return problemsError(a.stdout, r, "fsck")
+}
+
+// unlockedVault loads and unlocks a vault for reading; it is wiped when the
+// command ends.
+func (a *app) unlockedVault(dir string, withRecovery bool) (*vault.Vault, error) {
+	v, err := a.loadVault(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.unlock(v, withRecovery); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // problemsError lists the report's problems and turns them into the
