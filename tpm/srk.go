@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -31,6 +32,15 @@ func (t *TPM) createSRK() (*srk, error) {
 	if err != nil {
 		t.flush(rsp.ObjectHandle)
 		return nil, fmt.Errorf("parsing the storage root key: %w", err)
+	}
+	// Sessions are salted to pub, while callers pin rsp.Name: the two must
+	// describe one key, or an interposer could answer with the genuine Name
+	// and a public key of its own, pass the SRK Name check and read every
+	// salted session (the authValue HMACs and the unsealed key).
+	name, err := tpm2.ObjectName(pub)
+	if err != nil || !bytes.Equal(name.Buffer, rsp.Name.Buffer) {
+		t.flush(rsp.ObjectHandle)
+		return nil, errors.New("the storage root key's public area does not match its Name: the TPM's answer was tampered with")
 	}
 	return &srk{handle: rsp.ObjectHandle, name: rsp.Name, public: *pub}, nil
 }
