@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 )
@@ -168,7 +169,8 @@ func ParseHeader(b []byte) (*Header, error) {
 	if err := dec.Decode(h); err != nil {
 		return nil, fmt.Errorf("%w: body: %v", ErrHeaderFormat, err)
 	}
-	if dec.More() {
+	// More() misses a stray '}' or ']'; only a clean EOF means nothing follows.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: trailing data after the body", ErrHeaderFormat)
 	}
 	h.Version = v

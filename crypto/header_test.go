@@ -128,3 +128,25 @@ func TestDeriveAuthValue(t *testing.T) {
 		t.Error("empty password accepted")
 	}
 }
+
+// format.md §3: decoders MUST reject trailing data after the JSON body,
+// including a stray closing bracket (json.Decoder.More alone misses those).
+func TestHeaderRejectsTrailingData(t *testing.T) {
+	h, _, k, _ := testHeader(t)
+	raw, err := h.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := raw[14 : len(raw)-32]
+	for _, tail := range []string{"}", "]", " }", "{}", "x", "\n}\n"} {
+		nb := append(bytes.Clone(body), tail...)
+		b := append(bytes.Clone(raw[:10]), binary.BigEndian.AppendUint32(nil, uint32(len(nb)))...)
+		b = append(append(b, nb...), make([]byte, 32)...)
+		if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {
+			t.Errorf("body with trailing %q: got %v, want ErrHeaderFormat", tail, err)
+		}
+	}
+	if _, err := ParseHeader(raw); err != nil {
+		t.Fatalf("untouched header: %v", err)
+	}
+}
