@@ -198,3 +198,28 @@ func TestSealBlockRejectsShortNonFinal(t *testing.T) {
 		t.Fatal("short non-final block accepted")
 	}
 }
+
+// format.md §4.2: decoders MUST reject an empty last block after a full one
+// (PlainSize does); the streaming decoder must agree, even when the empty
+// block carries a valid tag.
+func TestDecryptReaderRejectsEmptyFinalAfterFull(t *testing.T) {
+	k := testKeys(t)
+	h, _ := NewFileHeader()
+	fc, err := k.FileCipher(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := h.Marshal()
+	if c, err = fc.SealBlock(c, make([]byte, BlockSize), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = fc.SealBlock(c, nil, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, perr := PlainSize(int64(len(c))); perr == nil {
+		t.Fatal("PlainSize accepts the size; the test premise is wrong")
+	}
+	if _, err := decrypt(k, c); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("empty final block after a full one: got %v, want ErrTruncated", err)
+	}
+}

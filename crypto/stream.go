@@ -133,6 +133,11 @@ func (d *DecryptReader) advance() error {
 			return err
 		}
 		final = len(d.next) == 0
+		if len(d.next) == BlockOverhead {
+			// An empty last block follows only an empty file (format.md
+			// §4.2); after a full block the size maps to no plaintext.
+			return fmt.Errorf("%w: empty last block %d after a full one", ErrTruncated, d.idx+1)
+		}
 	}
 	var err error
 	d.plain, err = d.fc.OpenBlock(d.plain[:0], d.cur, d.idx, final)
