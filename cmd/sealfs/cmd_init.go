@@ -75,6 +75,13 @@ func cmdInit(a *app, args []string) error {
 		if rmErr := os.Remove(filepath.Join(dir, crypto.HeaderFileName)); rmErr != nil {
 			return errors.Join(err, rmErr)
 		}
+		// No header names the slot any more: free an attempt-limited
+		// slot's NV index, which would otherwise stay defined for good.
+		for _, s := range v.TPMSlots(nil) {
+			if relErr := vault.ReleaseSlot(vault.FromTPM(t), s); relErr != nil {
+				a.log.Warn("could not free the TPM NV index of the discarded slot", "nv_index", fmt.Sprintf("%#x", s.TPM.NVIndex), "err", relErr)
+			}
+		}
 		return fmt.Errorf("%w; the vault was not created (use --no-confirm in scripts)", err)
 	}
 	fmt.Fprintln(out, "Recovery key confirmed.")
