@@ -35,7 +35,7 @@ func (v *Vault) Save() error {
 		return fmt.Errorf("locking the cipher directory: %w", err)
 	}
 	defer unix.Flock(int(d.Fd()), unix.LOCK_UN) //nolint:errcheck // closing the fd unlocks anyway
-	cur, err := os.ReadFile(filepath.Join(v.Dir, crypto.HeaderFileName))
+	cur, err := readHeaderFile(filepath.Join(v.Dir, crypto.HeaderFileName))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if v.raw != nil {

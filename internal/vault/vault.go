@@ -10,10 +10,12 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/sealfs/sealfs/crypto"
 )
@@ -55,7 +57,7 @@ func Load(dir string, log *slog.Logger) (*Vault, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(dir, crypto.HeaderFileName)
-	raw, err := os.ReadFile(path)
+	raw, err := readHeaderFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w (no %s in %s)", ErrNotVault, crypto.HeaderFileName, dir)
 	}
@@ -134,4 +136,28 @@ func (v *Vault) RecoverySlot() (*crypto.Slot, bool) {
 		}
 	}
 	return nil, false
+}
+
+// maxHeaderFile is the largest header crypto.ParseHeader accepts: prefix,
+// a 1 MiB body and the MAC.
+const maxHeaderFile = 14 + 1<<20 + 32
+
+// readHeaderFile reads the header without trusting what the cipher folder
+// put at its name: a FIFO (open would block), a device or a symlink to one
+// (/dev/zero never ends) is refused, and at most one byte more than the
+// largest valid header is read.
+func readHeaderFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	return io.ReadAll(io.LimitReader(f, maxHeaderFile+1))
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/tpm"
@@ -363,5 +365,33 @@ func assertNoTemp(t *testing.T, dir string) {
 	m, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*"))
 	if len(m) > 0 {
 		t.Fatalf("temp files left behind: %v", m)
+	}
+}
+
+// The cipher folder is untrusted, and some sync services (Syncthing) carry
+// symlinks and special files: a sealfs.vault that is a FIFO or a symlink to
+// /dev/zero must be refused with an error, not hang or eat memory.
+func TestLoadRefusesNonRegularHeader(t *testing.T) {
+	for name, mk := range map[string]func(p string) error{
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o600) },
+		"/dev/zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+	} {
+		dir := t.TempDir()
+		if err := mk(filepath.Join(dir, crypto.HeaderFileName)); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := Load(dir, nil)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%s: got %v, want a 'not a regular file' error", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Load still reading after 5s", name)
+		}
 	}
 }
