@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/sealfs/sealfs/crypto"
 )
@@ -21,7 +20,7 @@ type BadBlock struct {
 // plaintext size, the failed blocks, and a file-level error (unreadable
 // header, size that maps to no plaintext). progress gets cipher bytes read.
 func decryptFile(keys *crypto.Keys, path string, out func(p []byte) error, progress func(int64)) (int64, []BadBlock, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return 0, nil, err
 	}

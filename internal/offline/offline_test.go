@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sealfs/sealfs/crypto"
 )
@@ -235,5 +237,57 @@ func TestCheckTamperedName(t *testing.T) {
 	// Everything else still listed and checked.
 	if r.Files != 6 {
 		t.Errorf("checked %d files, want the 6 intact ones", r.Files)
+	}
+}
+
+// A sealfs.dirid or long-name side file that is a FIFO (or a symlink to a
+// device) is damage to report, not something to block on or read forever.
+func TestCheckSpecialMetadataFiles(t *testing.T) {
+	keys, dir, _ := fixture(t)
+	var dirid, side string
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		switch {
+		case err != nil:
+		case info.Name() == crypto.DirIDFile && dirid == "":
+			dirid = p
+		case strings.HasSuffix(info.Name(), crypto.LongNameSuffix) && side == "":
+			side = p
+		}
+		return nil
+	})
+	if dirid == "" || side == "" {
+		t.Fatal("fixture lacks a dirid or a long-name side file")
+	}
+	for _, p := range []string{dirid, side} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(dirid, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", side); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *Report, 1)
+	go func() {
+		r, err := Check(keys, dir, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		var sawDirID, sawSide bool
+		for _, p := range r.Problems {
+			sawDirID = sawDirID || (p.CipherPath == dirid && strings.Contains(p.Detail, "not a regular file"))
+			sawSide = sawSide || strings.Contains(p.Detail, "not a regular file") && strings.Contains(p.Detail, "long-name")
+		}
+		if !sawDirID || !sawSide {
+			t.Errorf("problems %v: want the FIFO dirid and the /dev/zero side file reported", r.Problems)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Check still running after 5s")
 	}
 }

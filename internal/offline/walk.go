@@ -3,10 +3,12 @@ package offline
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/sealfs/sealfs/crypto"
 )
@@ -70,7 +72,7 @@ type walker struct {
 // parent and name when the dirid file is missing (a partial sync), as the
 // FUSE layer does; the fallback is reported.
 func (w *walker) dirID(cipherPath, plainPath string, parent crypto.DirID, name string) (crypto.DirID, bool) {
-	b, err := os.ReadFile(filepath.Join(cipherPath, crypto.DirIDFile))
+	b, err := readMeta(filepath.Join(cipherPath, crypto.DirIDFile), 2+crypto.DirIDSize)
 	if err == nil {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
@@ -141,7 +143,7 @@ func joinPlain(dir, name string) string {
 func (w *walker) decryptName(cipherDir, stored string, id crypto.DirID) (string, error) {
 	enc := stored
 	if crypto.IsLongName(stored) {
-		side, err := os.ReadFile(filepath.Join(cipherDir, stored+crypto.LongNameSuffix))
+		side, err := readMeta(filepath.Join(cipherDir, stored+crypto.LongNameSuffix), maxLongNameFile)
 		if err != nil {
 			return "", fmt.Errorf("long-name side file: %w", err)
 		}
@@ -180,4 +182,38 @@ func describeNameError(stored string, err error) string {
 		}
 	}
 	return fmt.Sprintf("name does not decrypt: %v", err)
+}
+
+// maxLongNameFile is the largest side file crypto.ParseLongNameFile accepts.
+const maxLongNameFile = 4096
+
+// readMeta reads a small sealfs metadata file from the untrusted cipher
+// folder: a FIFO (open would block), a device or a symlink to one
+// (/dev/zero never ends) is refused, and at most max+1 bytes are read, so
+// an oversized file still fails its parser.
+func readMeta(path string, max int64) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
+}
+
+// openRegular opens path for reading, refusing anything but a regular file
+// without blocking on a FIFO.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%w: %s is not a regular file (%v)", crypto.ErrFormat, path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
