@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Vault header (docs/format.md §2): the file HeaderFileName at the cipher
+// Vault header (docs/format.md §3): the file HeaderFileName at the cipher
 // directory's root.
 //
 //	magic "sealfsVH" (8) ‖ version uint16 BE ‖ body length uint32 BE ‖

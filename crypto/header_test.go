@@ -104,6 +104,17 @@ func TestHeaderRejectsBadSlots(t *testing.T) {
 	if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {
 		t.Errorf("absurd KDF cost accepted: %v", err)
 	}
+	// format.md §3: memory_kib ≥ 8·threads, Argon2's own minimum.
+	h.Slots[1].KDF.MemoryKiB = 8*uint32(h.Slots[1].KDF.Threads) - 1
+	b, _ = h.Marshal(k)
+	if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {
+		t.Errorf("memory_kib below 8·threads accepted: %v", err)
+	}
+	h.Slots[1].KDF.MemoryKiB = 8 * uint32(h.Slots[1].KDF.Threads)
+	b, _ = h.Marshal(k)
+	if _, err := ParseHeader(b); err != nil {
+		t.Errorf("memory_kib = 8·threads refused: %v", err)
+	}
 	h.Slots[1].KDF.MemoryKiB = defaultMemory
 	h.Slots[1].ID = "recovery"
 	b, _ = h.Marshal(k)

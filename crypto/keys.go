@@ -15,7 +15,7 @@ const KeySize = 32
 
 // HKDF info labels. Each derived key feeds exactly one algorithm, which is the
 // fix for the "one key for two algorithms" finding of the 2017 gocryptfs audit.
-// The labels are part of the format: docs/format.md §3 repeats them verbatim.
+// The labels are part of the format: docs/format.md §4.1 repeats them verbatim.
 const (
 	labelContent   = "sealfs v1 content"          // → per-file keys (HKDF again, salt = file ID)
 	labelFileKey   = "sealfs v1 file key"         // per-file AES-256-GCM key from the content key
