@@ -61,6 +61,12 @@ func (m *MasterKey) Bytes() []byte { return m.buf.b }
 func (m *MasterKey) Locked() bool { return m.buf.Locked() }
 
 // Wipe zeroes and releases the key memory. Safe to call twice.
+//
+// The pages are unmapped, not just zeroed, so no use of the key may be in
+// flight or follow: a slice from Bytes read concurrently faults the whole
+// process (SIGSEGV), it does not merely read zeros. Callers stop every user
+// first; the mount daemon wipes only after the FUSE server has stopped
+// (fs.Server's Wait has returned).
 func (m *MasterKey) Wipe() {
 	if m != nil && m.buf != nil {
 		m.buf.wipe()
@@ -129,6 +135,12 @@ func (k *Keys) key(off int) []byte { return k.buf.b[off : off+KeySize] }
 // Wipe zeroes the derived keys. The AES key schedules held by the cipher
 // objects live on the Go heap (crypto/aes offers no way to clear them); they
 // become unreachable here and are collected with the Keys value.
+//
+// As with MasterKey.Wipe, the key pages are unmapped: no method of k (nor
+// of a file engine built from it) may run concurrently with Wipe or after
+// it, or the process faults. The mount daemon wipes only after the FUSE
+// server has stopped serving requests. Wipe is not a way to revoke keys
+// from under live users.
 func (k *Keys) Wipe() {
 	if k == nil || k.buf == nil {
 		return

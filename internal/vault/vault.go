@@ -84,7 +84,8 @@ func (v *Vault) Keys() *crypto.Keys { return v.keys }
 // UnlockedSlot is the id of the slot that opened the vault.
 func (v *Vault) UnlockedSlot() string { return v.slotID }
 
-// Wipe forgets the master key and derived keys.
+// Wipe forgets the master key and derived keys. Their pages are unmapped:
+// nothing may still be using Keys or MasterKey (see crypto's Wipe).
 func (v *Vault) Wipe() {
 	v.keys.Wipe()
 	v.master.Wipe()
