@@ -283,12 +283,23 @@ const (
 	xattrNameAD       = "sealfs v1 xattr name"
 )
 
+// maxXattrName is the kernel's XATTR_NAME_MAX.
+const maxXattrName = 255
+
+// validXattrName reports whether name is "user." followed by 1 or more
+// bytes, none of them NUL, and at most XATTR_NAME_MAX bytes in all: the
+// names EncryptXattrName seals and DecryptXattrName returns.
+func validXattrName(name string) bool {
+	rest, ok := strings.CutPrefix(name, XattrPrefix)
+	return ok && rest != "" && len(name) <= maxXattrName && !strings.Contains(rest, "\x00")
+}
+
 // EncryptXattrName maps "user.NAME" to "user.sealfs.<sealed NAME>".
 func (k *Keys) EncryptXattrName(name string) (string, error) {
-	rest, ok := strings.CutPrefix(name, XattrPrefix)
-	if !ok || rest == "" || len(name) > 255 {
+	if !validXattrName(name) {
 		return "", fmt.Errorf("%w: xattr %q (only user.* is supported)", ErrNameInvalid, name)
 	}
+	rest := name[len(XattrPrefix):]
 	return StoredXattrPrefix + b64.EncodeToString(k.sivSeal([]byte(xattrNameAD), []byte(rest))), nil
 }
 
@@ -306,7 +317,13 @@ func (k *Keys) DecryptXattrName(stored string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return XattrPrefix + string(p), nil
+	name := XattrPrefix + string(p)
+	if !validXattrName(name) {
+		// Authentic but not a name sealfs would write (as in DecryptName):
+		// refuse rather than hand the kernel a NUL or an empty name.
+		return "", fmt.Errorf("%w: xattr name decrypted to an invalid name", ErrNameAuth)
+	}
+	return name, nil
 }
 
 // EncryptXattrValue seals an attribute value for the stored name.

@@ -159,3 +159,19 @@ func TestSymlinkAndXattr(t *testing.T) {
 		t.Error("xattr value moved to another name was accepted")
 	}
 }
+
+// An authentic xattr name that EncryptXattrName would never write (a NUL,
+// nothing after "user.", longer than XATTR_NAME_MAX) is refused like such a
+// file name in DecryptName, never handed to the kernel.
+func TestDecryptXattrNameRejectsInvalid(t *testing.T) {
+	k := testKeys(t)
+	for _, rest := range []string{"", "a\x00b", "\x00", strings.Repeat("x", 256-len(XattrPrefix))} {
+		stored := StoredXattrPrefix + b64.EncodeToString(k.sivSeal([]byte(xattrNameAD), []byte(rest)))
+		if got, err := k.DecryptXattrName(stored); !errors.Is(err, ErrNameAuth) {
+			t.Errorf("sealed remainder %q: got %q, %v; want ErrNameAuth", rest, got, err)
+		}
+		if _, err := k.EncryptXattrName(XattrPrefix + rest); !errors.Is(err, ErrNameInvalid) {
+			t.Errorf("EncryptXattrName(%q): %v, want ErrNameInvalid", XattrPrefix+rest, err)
+		}
+	}
+}
