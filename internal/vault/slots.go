@@ -24,8 +24,7 @@ type CreateOptions struct {
 // Create makes a new vault in dir (created if missing) with one TPM slot
 // behind password and one recovery slot. It returns the vault unlocked and
 // the recovery key, which the caller shows to the user exactly once.
-func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts CreateOptions) (*Vault, crypto.RecoveryKey, error) {
-	var rk crypto.RecoveryKey
+func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts CreateOptions) (_ *Vault, _ crypto.RecoveryKey, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -34,47 +33,53 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 	}
 	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, rk, fmt.Errorf("creating %s: %w", dir, err)
+		return nil, crypto.RecoveryKey{}, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	// A failed init leaves no trace: not even a directory it made.
-	created := errors.Is(statErr, fs.ErrNotExist)
-	cleanup := func() {
-		if created {
-			os.Remove(dir)
-		}
+	// A failed init leaves no trace: not even a directory it made. Every
+	// error return below passes here; AddTPMSlot saves nothing on failure,
+	// so the directory then holds no header.
+	if errors.Is(statErr, fs.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				os.Remove(dir)
+			}
+		}()
 	}
 	if _, err := os.Lstat(filepath.Join(dir, crypto.HeaderFileName)); !errors.Is(err, fs.ErrNotExist) {
-		return nil, rk, fmt.Errorf("%s already holds a sealfs vault (%s)", dir, crypto.HeaderFileName)
+		return nil, crypto.RecoveryKey{}, fmt.Errorf("%s already holds a sealfs vault (%s)", dir, crypto.HeaderFileName)
 	}
 	h, err := crypto.NewHeader(opts.Now)
 	if err != nil {
-		return nil, rk, err
+		return nil, crypto.RecoveryKey{}, err
 	}
 	m, err := crypto.NewMasterKey()
 	if err != nil {
-		return nil, rk, err
+		return nil, crypto.RecoveryKey{}, err
 	}
 	k, err := crypto.DeriveKeys(m)
 	if err != nil {
 		m.Wipe()
-		return nil, rk, err
+		return nil, crypto.RecoveryKey{}, err
 	}
 	v := &Vault{Dir: dir, Header: h, log: log, master: m, keys: k}
-	if rk, err = crypto.NewRecoveryKey(); err != nil {
-		v.Wipe()
-		return nil, rk, err
+	defer func() {
+		if err != nil {
+			v.Wipe()
+		}
+	}()
+	rk, err := crypto.NewRecoveryKey()
+	if err != nil {
+		return nil, crypto.RecoveryKey{}, err
 	}
 	rs, err := crypto.NewRecoverySlot(m, rk, h.VaultID, crypto.NewSlotID("recovery"))
 	if err != nil {
-		v.Wipe()
-		return nil, rk, err
+		clear(rk[:])
+		return nil, crypto.RecoveryKey{}, err
 	}
 	rs.Created = opts.Now.UTC()
 	h.Slots = append(h.Slots, *rs)
 	if _, err := v.AddTPMSlot(s, password, opts.Seal, opts.Label, false); err != nil {
-		// AddTPMSlot saved nothing on failure; the directory holds no header.
-		v.Wipe()
-		cleanup()
+		clear(rk[:])
 		return nil, crypto.RecoveryKey{}, err
 	}
 	return v, rk, nil
