@@ -25,6 +25,9 @@ const envPassword = "SEALFS_PASSWORD"
 // maxSecret bounds what we read from a password file or --extpass.
 const maxSecret = 4096
 
+// errSecretTooLong: a password file or --extpass gave more than maxSecret.
+var errSecretTooLong = fmt.Errorf("longer than %d bytes", maxSecret)
+
 // password returns the password from the first configured source:
 // --password-file, --extpass, $SEALFS_PASSWORD, else a prompt on the
 // terminal (asked twice when confirm is set). The caller wipes it.
@@ -72,19 +75,18 @@ func readSecretFile(file, what string) ([]byte, error) {
 	return firstLine(b, what)
 }
 
-func readLimited(f *os.File) ([]byte, error) {
+// readLimited reads r to its end into one buffer of maxSecret+1 bytes,
+// allocated up front so no partial copy of the secret is left behind by a
+// growing buffer, and refuses more than maxSecret bytes. On error the buffer
+// is wiped.
+func readLimited(r io.Reader) ([]byte, error) {
 	b := make([]byte, maxSecret+1)
-	n, err := f.Read(b)
-	for err == nil && n < len(b) {
-		var m int
-		m, err = f.Read(b[n:])
-		n += m
-	}
-	if n > maxSecret {
+	n, err := io.ReadFull(io.LimitReader(r, maxSecret+1), b)
+	switch {
+	case n > maxSecret:
 		clear(b)
-		return nil, fmt.Errorf("longer than %d bytes", maxSecret)
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, errSecretTooLong
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
 		clear(b)
 		return nil, err
 	}
@@ -108,22 +110,45 @@ func firstLine(b []byte, what string) ([]byte, error) {
 
 // runExtpass runs --extpass via sh -c; its standard output is the password.
 // Its stderr goes to ours so it can prompt (e.g. a pinentry wrapper).
+// At most maxSecret+1 bytes of its output are read, into one buffer: a
+// command that prints more (or never stops) is killed and refused.
 func (a *app) runExtpass() ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.extpass)
-	var out bytes.Buffer
-	cmd.Stdout = &out
+	cmd.Stdout = w
 	cmd.Stderr = a.stderr
 	cmd.Stdin = os.Stdin
-	if err := cmd.Run(); err != nil {
-		clear(out.Bytes())
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
 		return nil, fmt.Errorf("--extpass command failed: %w", err)
 	}
-	b := out.Bytes()
-	if len(b) > maxSecret {
+	// A child that keeps our pipe open after sh exits must not hold us
+	// past the command's own time limit.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = r.SetReadDeadline(dl)
+	}
+	b, rerr := readLimited(r)
+	if rerr != nil {
+		// Too long, or unreadable: stop the command (and, by closing the
+		// pipe, whatever else still writes to it) instead of draining it.
+		r.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		if errors.Is(rerr, errSecretTooLong) {
+			return nil, fmt.Errorf("--extpass printed more than %d bytes", maxSecret)
+		}
+		return nil, fmt.Errorf("reading the output of --extpass: %w", rerr)
+	}
+	if err := cmd.Wait(); err != nil {
 		clear(b)
-		return nil, fmt.Errorf("--extpass printed more than %d bytes", maxSecret)
+		return nil, fmt.Errorf("--extpass command failed: %w", err)
 	}
 	return firstLine(b, "password from --extpass")
 }
