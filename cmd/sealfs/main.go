@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealfs/sealfs/tpm"
 )
 
@@ -50,7 +52,26 @@ func init() {
 }
 
 func main() {
+	if err := noDumps(); err != nil {
+		fmt.Fprintf(os.Stderr, "sealfs: %v\n", err)
+		os.Exit(exitError)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// noDumps makes the process non-dumpable before any password or key can
+// arrive: the mount daemon (whose key comes down a pipe in runDaemon), a
+// foreground mount, and every other command that unlocks. The kernel then
+// writes no core dump of it, and other processes of the same user can
+// neither ptrace it nor open its /proc/PID/mem, so the key copies on the
+// Go heap (docs/threat-model.md, Memory) stay out of their reach; root, with
+// CAP_SYS_PTRACE, still can. Children that sealfs executes (--extpass,
+// swtpm, fusermount) start dumpable again: execve resets the flag.
+func noDumps() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("making the process non-dumpable (PR_SET_DUMPABLE): %w", err)
+	}
+	return nil
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
