@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,7 +20,7 @@ import (
 type ExtractOptions struct {
 	Keys      *crypto.Keys
 	CipherDir string
-	Dest      string // created if missing; existing entries are not overwritten
+	Dest      string // created if missing; existing entries are not overwritten, nor symlinks in it followed
 	Path      string // plaintext sub-path to extract ("" = everything); lands at Dest/Path
 	Progress  func(cipherBytes int64)
 }
@@ -42,9 +43,9 @@ func Extract(o ExtractOptions) (*Report, error) {
 	x := &extractor{o: o, r: r, report: report, links: map[uint64]string{}}
 	w := &walker{keys: o.Keys, report: report, visit: x.visit}
 	if start != nil { // a single entry, possibly a directory
-		parent := filepath.Dir(filepath.Join(o.Dest, filepath.FromSlash(start.PlainPath)))
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return r, fmt.Errorf("creating %s: %w", parent, err)
+		if err := mkdirsUnder(o.Dest, path.Dir(start.PlainPath)); err != nil {
+			report(Problem{Kind: classify(err), CipherPath: start.CipherPath, PlainPath: start.PlainPath, Detail: err.Error()})
+			return r, nil
 		}
 		if err := x.visit(*start); errors.Is(err, fs.SkipDir) {
 			return r, nil
@@ -121,7 +122,7 @@ func (x *extractor) visit(e Entry) error {
 	switch {
 	case mode.IsDir():
 		x.r.Dirs++
-		if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := realDir(dst); err != nil {
 			problem(err)
 			return fs.SkipDir
 		}
@@ -214,7 +215,7 @@ func (x *extractor) applyMeta(src, dst string, info fs.FileInfo) {
 		errs = append(errs, os.Lchown(dst, int(st.Uid), int(st.Gid)))
 	}
 	if info.Mode()&fs.ModeSymlink == 0 {
-		errs = append(errs, unix.Chmod(dst, st.Mode&07777))
+		errs = append(errs, chmodNoFollow(dst, st.Mode&07777))
 	}
 	errs = append(errs, x.copyXattrs(src, dst))
 	ts := []unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
@@ -222,6 +223,71 @@ func (x *extractor) applyMeta(src, dst string, info fs.FileInfo) {
 	if err := errors.Join(errs...); err != nil {
 		x.report(Problem{Kind: KindMissing, CipherPath: src, PlainPath: dst, Detail: "restoring metadata: " + err.Error()})
 	}
+}
+
+// errDestination marks an entry that DEST refused: what is already there
+// is in the way (KindDestination).
+var errDestination = errors.New("in the way in the destination")
+
+// realDir makes dst a directory: created (0700 until its metadata is
+// restored) if missing, kept if it already is a real directory. Anything
+// else already at dst is refused, a symlink above all, even to a directory:
+// extracting through it would write the vault's files (and modes) outside
+// DEST.
+func realDir(dst string) error {
+	err := os.Mkdir(dst, 0o700)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dst)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		kind := "a file"
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			kind = "a symlink"
+		} else if !fi.Mode().IsRegular() {
+			kind = "a " + fi.Mode().Type().String() + " special file"
+		}
+		return fmt.Errorf("%w: %s exists and is %s, not a directory; not extracting into it", errDestination, dst, kind)
+	}
+	return nil
+}
+
+// mkdirsUnder makes each component of the slash-separated rel a real
+// directory under dest (realDir), so that no symlink already in DEST
+// redirects a sub-path's extraction. dest itself is the user's choice and
+// may be reached through symlinks.
+func mkdirsUnder(dest, rel string) error {
+	cur := dest
+	for _, c := range strings.Split(rel, "/") {
+		if c == "" || c == "." {
+			continue
+		}
+		cur = filepath.Join(cur, c)
+		if err := realDir(cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chmodNoFollow sets the mode of path itself: a symlink swapped in at path
+// fails (ELOOP) instead of passing the mode on to its target, which
+// chmod(2) would do. (fchmodat's AT_SYMLINK_NOFOLLOW is not supported by
+// Linux before fchmodat2.) O_NONBLOCK keeps a FIFO's open from waiting for
+// a writer.
+func chmodNoFollow(path string, mode uint32) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "chmod", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return &fs.PathError{Op: "chmod", Path: path, Err: err}
+	}
+	return nil
 }
 
 func (x *extractor) copyXattrs(src, dst string) error {

@@ -291,3 +291,65 @@ func TestCheckSpecialMetadataFiles(t *testing.T) {
 		t.Fatal("Check still running after 5s")
 	}
 }
+
+// A symlink already in DEST where the vault has a directory must not take
+// the extraction (files, modes) outside DEST: it is refused and reported,
+// and the rest is extracted. The same for a sub-path's parent.
+func TestExtractRefusesSymlinkInDest(t *testing.T) {
+	keys, dir, _ := fixture(t)
+	outside := t.TempDir()
+	if err := os.Chmod(outside, 0o751); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(outside)
+	checkOutside := func(t *testing.T) {
+		t.Helper()
+		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+			t.Errorf("extract wrote outside DEST through the symlink: %v", ents)
+		}
+		if fi, _ := os.Stat(outside); fi.Mode() != before.Mode() || !fi.ModTime().Equal(before.ModTime()) {
+			t.Errorf("extract changed the symlink's target: mode %v → %v, mtime %v → %v", before.Mode(), fi.Mode(), before.ModTime(), fi.ModTime())
+		}
+	}
+
+	t.Run("walk", func(t *testing.T) {
+		dest := t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(dest, "docs")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutside(t)
+		wantProblem(t, r.Problems, KindDestination, "docs")
+		if _, err := os.Stat(filepath.Join(dest, "hello.txt")); err != nil {
+			t.Errorf("the rest of the vault was not extracted: %v", err)
+		}
+	})
+	t.Run("sub-path", func(t *testing.T) {
+		dest := t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(dest, "docs")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest, Path: "docs/sub"})
+		checkOutside(t)
+		if err == nil && r.OK() {
+			t.Fatal("extracting docs/sub through a symlinked DEST/docs reported nothing")
+		}
+	})
+	t.Run("file", func(t *testing.T) {
+		// A symlink where a file or symlink goes is not followed either.
+		dest := t.TempDir()
+		target := filepath.Join(outside, "target")
+		if err := os.Symlink(target, filepath.Join(dest, "hello.txt")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutside(t)
+		wantProblem(t, r.Problems, KindDestination, "hello.txt")
+	})
+}

@@ -27,6 +27,9 @@ const (
 	KindTruncated    = "truncated"    // the object ends where it cannot (cut short, or partly synced)
 	KindUnrecognised = "unrecognised" // not something sealfs writes (foreign file, conflict copy, newer format)
 	KindMissing      = "missing"      // metadata sealfs needs is absent (dirid, long-name side file)
+	// KindDestination: extract found something in the way in DEST (an entry
+	// that exists, a symlink where a directory goes); the vault is fine.
+	KindDestination = "destination"
 )
 
 // Problem is one damaged or unexpected item.
@@ -49,6 +52,8 @@ func (p Problem) String() string {
 func classify(err error) string {
 	var ve *crypto.VersionError
 	switch {
+	case errors.Is(err, errDestination), errors.Is(err, fs.ErrExist):
+		return KindDestination
 	case errors.Is(err, crypto.ErrTruncated):
 		return KindTruncated
 	case errors.Is(err, crypto.ErrFormat), errors.As(err, &ve):
