@@ -45,7 +45,7 @@ func TestCLIInitUnconfirmedFreesNVIndex(t *testing.T) {
 	e := newCLIEnv(t, defaultDA)
 	pwFile := e.secretFile("pw", "unconfirmed-init")
 	cmd := exec.Command(sealfsBin, "init", "--password-file", pwFile, "--max-tries", "3", e.cipher)
-	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal: confirmation fails
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "the vault was not created") {

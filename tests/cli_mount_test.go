@@ -135,7 +135,7 @@ func TestCLIMountSignalsAndIdle(t *testing.T) {
 
 	// Foreground: logs on stderr, SIGINT unmounts and exits 0.
 	cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
-	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

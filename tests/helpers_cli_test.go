@@ -55,6 +55,7 @@ type cliEnv struct {
 	cipher   string
 	mnt      string
 	runtime  string
+	state    string // $XDG_STATE_HOME: this machine's TPM slot pins
 	extraEnv []string
 
 	stderrAll bytes.Buffer
@@ -70,6 +71,7 @@ func newCLIEnv(t *testing.T, da daParams) *cliEnv {
 	e.cipher = filepath.Join(e.base, "cipher")
 	e.mnt = filepath.Join(e.base, "mnt")
 	e.runtime = filepath.Join(e.base, "run")
+	e.state = filepath.Join(e.base, "state")
 	for _, d := range []string{e.mnt, e.runtime} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -113,7 +115,7 @@ func (e *cliEnv) runWith(spec string, env []string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sealfsBin, args...)
-	cmd.Env = append(os.Environ(), "SEALFS_TPM="+spec, "XDG_RUNTIME_DIR="+e.runtime)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
 	cmd.Env = append(append(cmd.Env, e.extraEnv...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -26,12 +26,12 @@ func cmdPasswd(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := v.CheckPasswordSlots(vault.FromTPM(t), a.slot); err != nil {
+		return err
+	}
 	srk, err := t.SRKName()
 	if err != nil {
 		return err
-	}
-	if len(v.TPMSlots(srk)) == 0 {
-		return vault.ErrOtherMachine
 	}
 	old, err := a.password("Current password", false)
 	if err != nil {

@@ -34,16 +34,10 @@ func (a *app) unlock(v *vault.Vault, useRecovery bool) error {
 }
 
 func (a *app) unlockWithTPM(v *vault.Vault, t *tpm.TPM) error {
-	// Refuse early, before asking for a password that cannot be used here.
-	srk, err := t.SRKName()
-	if err != nil {
+	// Refuse early, before asking for a password that cannot be used here:
+	// no slot for this TPM, or one changed since this machine last used it.
+	if err := v.CheckPasswordSlots(vault.FromTPM(t), a.slot); err != nil {
 		return err
-	}
-	if len(v.TPMSlots(nil)) == 0 {
-		return vault.ErrNoTPMSlot
-	}
-	if len(v.TPMSlots(srk)) == 0 {
-		return vault.ErrOtherMachine
 	}
 	pw, err := a.password("Password for "+v.Dir, false)
 	if err != nil {

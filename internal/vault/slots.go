@@ -62,6 +62,7 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 		return nil, crypto.RecoveryKey{}, err
 	}
 	v := &Vault{Dir: dir, Header: h, log: log, master: m, keys: k}
+	v.trust, v.trustErr = DefaultTrustStore()
 	defer func() {
 		if err != nil {
 			v.Wipe()
@@ -125,6 +126,12 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 			}
 		}
 		next = slices.DeleteFunc(next, mine)
+	}
+	// Pinned before the header names it: a crash after the save must not
+	// leave this machine without the pin.
+	if err := v.pinBeforeSave(&slot); err != nil {
+		v.release(s, slot.ID, blob, "the new slot, which was not saved")
+		return nil, err
 	}
 	v.Header.Slots = append(next, slot)
 	if err := v.Save(); err != nil {
@@ -195,10 +202,15 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 	}
 	oldKDF, oldBlob := slot.KDF, slot.TPM
 	slot.KDF, slot.TPM = kdf, blob
+	if err := v.pinBeforeSave(slot); err != nil {
+		slot.KDF, slot.TPM = oldKDF, oldBlob
+		return err
+	}
 	if err := v.Save(); err != nil {
 		slot.KDF, slot.TPM = oldKDF, oldBlob
 		return err
 	}
+	v.pinAfterSave(slot)
 	return nil
 }
 
@@ -207,8 +219,10 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 // just satisfied the old policy). The steps come in the one order that
 // never leaves the vault without a working slot (issue 7):
 //
-//  1. seal the new object (and define its NV index, if limited);
-//  2. save the header with the new slot in place of the old, atomically;
+//  1. seal the new object (and define its NV index, if limited), and add
+//     it to this machine's pin of the slot (trust.go);
+//  2. save the header with the new slot in place of the old, atomically,
+//     and drop the old state from the pin;
 //  3. only then free the old slot's NV index.
 //
 // A crash before 2 leaves the old header and an orphan new NV index; a
@@ -223,11 +237,17 @@ func (v *Vault) reseal(s Sealer, slot *crypto.Slot, kdf *crypto.KDFParams, newAu
 	}
 	oldKDF, oldBlob := slot.KDF, slot.TPM
 	slot.KDF, slot.TPM = kdf, blob
+	if err := v.pinBeforeSave(slot); err != nil {
+		slot.KDF, slot.TPM = oldKDF, oldBlob
+		v.release(s, slot.ID, blob, "the new slot, which was not saved")
+		return err
+	}
 	if err := v.Save(); err != nil {
 		slot.KDF, slot.TPM = oldKDF, oldBlob
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return err
 	}
+	v.pinAfterSave(slot)
 	v.release(s, slot.ID, oldBlob, "the old slot")
 	return nil
 }

@@ -5,6 +5,10 @@
 // A Vault starts locked (only the unauthenticated slots are readable). After
 // UnlockPassword or UnlockRecovery it holds the master key and derived keys in
 // locked memory and may rewrite the header; Wipe locks it again.
+//
+// The TPM slots a machine has used are pinned in a record outside the
+// cipher folder (trust.go), so that a slot changed there is refused before
+// a password try is spent on it.
 package vault
 
 import (
@@ -48,6 +52,11 @@ type Vault struct {
 	master *crypto.MasterKey
 	keys   *crypto.Keys
 	slotID string // slot that unlocked the vault
+
+	// trust pins this machine's TPM slots (trust.go); nil, with trustErr
+	// saying why, when the user has no state directory.
+	trust    *TrustStore
+	trustErr error
 }
 
 // Load reads and parses the header of the vault in dir. The header is not
@@ -68,7 +77,9 @@ func Load(dir string, log *slog.Logger) (*Vault, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Vault{Dir: dir, Header: h, raw: raw, log: log}, nil
+	v := &Vault{Dir: dir, Header: h, raw: raw, log: log}
+	v.trust, v.trustErr = DefaultTrustStore()
+	return v, nil
 }
 
 // Unlocked reports whether the vault holds its master key.

@@ -24,6 +24,9 @@ type fakeTPM struct {
 	objects map[string][2][]byte // private → {authValue, secret}
 	nv      map[uint32]*fakeNV
 	lastNV  uint32
+	// calls counts every call that reaches the "TPM": a slot refused by
+	// this machine's pin must not make one.
+	calls int
 }
 
 type fakeNV struct{ count, limit uint32 }
@@ -32,7 +35,7 @@ func newFakeTPM(name string) *fakeTPM {
 	return &fakeTPM{srk: []byte(name), objects: map[string][2][]byte{}, nv: map[uint32]*fakeNV{}, lastNV: 0x01800000}
 }
 
-func (f *fakeTPM) SRKName() ([]byte, error) { return f.srk, nil }
+func (f *fakeTPM) SRKName() ([]byte, error) { f.calls++; return f.srk, nil }
 
 func (f *fakeTPM) Seal(secret, auth []byte, opts SealOptions) (*crypto.TPMBlob, error) {
 	priv := make([]byte, 16)
@@ -48,6 +51,7 @@ func (f *fakeTPM) Seal(secret, auth []byte, opts SealOptions) (*crypto.TPMBlob, 
 }
 
 func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
+	f.calls++
 	o, ok := f.objects[string(b.Private)]
 	if !ok || !bytes.Equal(b.SRKName, f.srk) {
 		return nil, tpm.ErrWrongTPM

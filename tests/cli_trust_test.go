@@ -1,0 +1,107 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sealfs/sealfs/crypto"
+)
+
+// changedSlotMsg is how sealfs refuses a TPM slot that differs from this
+// machine's record of it.
+const changedSlotMsg = "was changed outside sealfs since it was last used on this machine " +
+	"(its key-derivation parameters or sealed blob differ); refusing to spend a password try on it. " +
+	"If you changed it on another machine, run `sealfs recover` with your recovery key"
+
+// flipSlotSalt changes the TPM slot's KDF salt in the cipher folder, as
+// anyone who can write it could: the header MAC (checked only after an
+// unlock) is kept. It returns the original header bytes.
+func (e *cliEnv) flipSlotSalt() []byte {
+	e.t.Helper()
+	raw := e.vaultBytes()
+	h, err := crypto.ParseHeader(raw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := range h.Slots {
+		if h.Slots[i].Type == crypto.SlotTPM {
+			h.Slots[i].KDF.Salt[0] ^= 1
+		}
+	}
+	body, err := json.MarshalIndent(h, "", " ")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := append(bytes.Clone(raw[:10]), binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
+	out = append(append(out, body...), raw[len(raw)-32:]...)
+	e.writeVault(out)
+	return raw
+}
+
+func (e *cliEnv) writeVault(b []byte) {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.cipher, crypto.HeaderFileName), b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestCLISlotChangedRefused: a TPM slot changed in the cipher folder since
+// this machine last used it is refused before the password is tried, so
+// the right password costs no dictionary-attack strike; a machine with no
+// record of the slot (trust on first use) still spends one.
+func TestCLISlotChangedRefused(t *testing.T) {
+	e := newCLIEnv(t, daParams{maxTries: 5, interval: 900 * time.Second, recovery: 900 * time.Second})
+	pw := e.secretFile("pw", "pinned-slot-pw")
+	e.initVault(pw)
+	orig := e.flipSlotSalt()
+
+	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)
+	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.run("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, changedSlotMsg)
+	if s := e.status(); s.TPM.LockoutCounter != 0 {
+		t.Fatalf("lockout counter %d after refusals, want 0: a try was spent", s.TPM.LockoutCounter)
+	}
+
+	// Another machine's state (or this one's, lost): first use, no record,
+	// and the changed salt makes the right password a wrong one.
+	fresh := []string{"XDG_STATE_HOME=" + filepath.Join(e.base, "other-state")}
+	wantExit(t, e.runWith(e.tpm.spec, fresh, "fsck", "--password-file", pw, e.cipher), 1, "wrong password (4 tries left")
+	if s := e.status(); s.TPM.LockoutCounter != 1 {
+		t.Fatalf("lockout counter %d after an unpinned try, want 1", s.TPM.LockoutCounter)
+	}
+
+	e.writeVault(orig)
+	e.mustRun("fsck", "--password-file", pw, e.cipher)
+}
+
+// TestCLISlotChangedLimitedAndRecover: the same for an attempt-limited
+// slot, whose tries stay untouched; and a header rolled back to before a
+// `passwd` (its MAC valid, its slot not the one this machine pinned) is
+// refused too, until `sealfs recover` makes a fresh, pinned slot.
+func TestCLISlotChangedLimitedAndRecover(t *testing.T) {
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "limited-pinned-pw")
+	rk := e.initVault(pw, "--max-tries", "3")
+	orig := e.flipSlotSalt()
+	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)
+	e.wantTries(3, 3)
+	e.writeVault(orig)
+
+	pw2 := e.secretFile("pw2", "limited-pinned-pw-2")
+	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw2, e.cipher)
+	e.mustRun("fsck", "--password-file", pw2, e.cipher)
+	e.writeVault(orig) // e.g. an old copy restored from the sync service
+	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+
+	rkFile := e.secretFile("rk", rk)
+	pw3 := e.secretFile("pw3", "after-recover-pw")
+	e.mustRun("recover", "--recovery-key-file", rkFile, "--password-file", pw3, e.cipher)
+	e.mustRun("fsck", "--password-file", pw3, e.cipher)
+	e.flipSlotSalt()
+	wantExit(t, e.run("fsck", "--password-file", pw3, e.cipher), 1, changedSlotMsg)
+}
