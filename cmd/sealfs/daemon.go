@@ -61,6 +61,7 @@ func serveMount(log *slog.Logger, v *vault.Vault, mountpoint string, opts mountO
 		ready(err)
 		return err
 	}
+	defer startProfiling(log)() // $SEALFS_PPROF only (bench/run)
 	d := &daemon{log: log, v: v, mountpoint: mountpoint, opts: opts, srv: srv, wiped: make(chan struct{})}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
