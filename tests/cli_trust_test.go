@@ -61,6 +61,9 @@ func TestCLISlotChangedRefused(t *testing.T) {
 	orig := e.flipSlotSalt()
 
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)
+	// Refused before the TPM is even opened: one that is not there.
+	wantExit(t, e.runWith("unix:"+filepath.Join(e.base, "no-tpm"), nil, "fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.runWith("unix:"+filepath.Join(e.base, "no-tpm"), nil, "passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, changedSlotMsg)
 	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
 	wantExit(t, e.run("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, changedSlotMsg)
 	if s := e.status(); s.TPM.LockoutCounter != 0 {

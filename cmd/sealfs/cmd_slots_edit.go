@@ -22,6 +22,9 @@ func cmdPasswd(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := v.CheckPins(a.slot); err != nil {
+		return err
+	}
 	t, err := a.openTPM()
 	if err != nil {
 		return err

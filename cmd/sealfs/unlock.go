@@ -26,6 +26,11 @@ func (a *app) unlock(v *vault.Vault, useRecovery bool) error {
 		defer clear(rk[:])
 		return v.UnlockRecovery(rk)
 	}
+	// A slot changed since this machine used it is refused before the TPM
+	// is even opened.
+	if err := v.CheckPins(a.slot); err != nil {
+		return err
+	}
 	t, err := a.openTPM()
 	if err != nil {
 		return err

@@ -101,6 +101,9 @@ func TestTrustRefusesChangedSlot(t *testing.T) {
 			f.calls = 0
 			v = loadVault(t, dir)
 			var ce *SlotChangedError
+			if err := v.CheckPins(""); !errors.As(err, &ce) {
+				t.Fatalf("CheckPins: %v, want the slot refused", err)
+			}
 			if err := v.CheckPasswordSlots(f, ""); !errors.As(err, &ce) {
 				t.Fatalf("CheckPasswordSlots: %v, want the slot refused", err)
 			}
@@ -293,6 +296,12 @@ func TestTrustSkipsChangedSlotAmongOthers(t *testing.T) {
 	var ce *SlotChangedError
 	if err := v.UnlockPasswordSlot(f, []byte("pw"), first); !errors.As(err, &ce) {
 		t.Fatalf("--slot %s: %v", first, err)
+	}
+	if err := v.CheckPins(""); err != nil {
+		t.Fatalf("CheckPins with an unchanged slot left: %v", err)
+	}
+	if err := v.CheckPins(first); !errors.As(err, &ce) {
+		t.Fatalf("CheckPins(%s): %v", first, err)
 	}
 }
 

@@ -66,26 +66,10 @@ func (v *Vault) CheckPasswordSlots(s Sealer, id string) error {
 // covered by the pin too. With warn, a changed slot skipped in favour of
 // another is logged (the error, when nothing is left, says it anyway).
 func (v *Vault) passwordSlots(s Sealer, id string, warn bool) ([]*crypto.Slot, error) {
-	all := v.TPMSlots(nil)
-	if len(all) == 0 {
+	if len(v.TPMSlots(nil)) == 0 {
 		return nil, ErrNoTPMSlot
 	}
-	var trusted []*crypto.Slot
-	var refused error
-	var refusedIDs []string
-	for _, slot := range all {
-		if id != "" && slot.ID != id {
-			continue
-		}
-		if err := v.checkTrust(slot); err != nil {
-			if refused == nil {
-				refused = err
-			}
-			refusedIDs = append(refusedIDs, slot.ID)
-			continue
-		}
-		trusted = append(trusted, slot)
-	}
+	trusted, refusedIDs, refused := v.trustedSlots(id)
 	if len(trusted) == 0 && refused != nil {
 		return nil, refused
 	}
@@ -106,6 +90,40 @@ func (v *Vault) passwordSlots(s Sealer, id string, warn bool) ([]*crypto.Slot, e
 		return nil, ErrOtherMachine
 	}
 	return nil, fmt.Errorf("no TPM slot %q for this TPM in the vault (see `sealfs slots`)", id)
+}
+
+// CheckPins refuses, before any TPM is opened, when every TPM slot that a
+// password could be tried on (only id, unless "") differs from this
+// machine's pin of it (*SlotChangedError). Which slots belong to this TPM is
+// not known yet: CheckPasswordSlots, with the TPM, says more.
+func (v *Vault) CheckPins(id string) error {
+	if len(v.TPMSlots(nil)) == 0 {
+		return ErrNoTPMSlot
+	}
+	if trusted, _, refused := v.trustedSlots(id); len(trusted) == 0 && refused != nil {
+		return refused
+	}
+	return nil
+}
+
+// trustedSlots splits the TPM slots (only id, unless "") into those that
+// this machine has no pin for or whose pin they match, and the ids of the
+// others with the first refusal.
+func (v *Vault) trustedSlots(id string) (trusted []*crypto.Slot, refusedIDs []string, refused error) {
+	for _, slot := range v.TPMSlots(nil) {
+		if id != "" && slot.ID != id {
+			continue
+		}
+		if err := v.checkTrust(slot); err != nil {
+			if refused == nil {
+				refused = err
+			}
+			refusedIDs = append(refusedIDs, slot.ID)
+			continue
+		}
+		trusted = append(trusted, slot)
+	}
+	return trusted, refusedIDs, refused
 }
 
 // checkTrust refuses a slot that this machine pinned with other contents.
