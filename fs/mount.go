@@ -79,7 +79,7 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: cipher dir %s: %w", o.CipherDir, err)
 	}
-	sec := time.Second
+	sec := attrTimeout
 	rootNode := r.newNode()
 	mo := fuse.MountOptions{
 		AllowOther:  o.AllowOther,
@@ -116,6 +116,10 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	}
 	return &Server{srv: srv, r: r, mountpoint: mountpoint}, nil
 }
+
+// attrTimeout is the kernel's entry, attribute and negative-entry cache time
+// (see Mount).
+const attrTimeout = time.Second
 
 // slogWriter forwards go-fuse's diagnostic messages to the injected logger.
 type slogWriter struct{ l *slog.Logger }

@@ -62,7 +62,15 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if err := n.setattr(in); err != nil {
 		return toErrno(err)
 	}
-	return n.Getattr(ctx, fh, out)
+	if errno := n.Getattr(ctx, fh, out); errno != 0 {
+		return errno
+	}
+	// go-fuse leaves a SETATTR reply's timeout at 0, which makes the kernel
+	// ask again (GETATTR) at the next stat or permission check; these are
+	// fresh attributes, as cacheable as a GETATTR reply. Saves one round
+	// trip per chmod/chown/utimens (rsync: two per file).
+	out.SetTimeout(n.r.attrTimeout)
+	return 0
 }
 
 func (n *node) setattr(in *fuse.SetAttrIn) error {

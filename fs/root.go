@@ -24,6 +24,8 @@ type root struct {
 	log       *slog.Logger
 	opts      Options
 	dev       uint64 // st_dev of the cipher dir, masked out of inode numbers
+	// attrTimeout is how long the kernel may cache attributes we return.
+	attrTimeout time.Duration
 
 	// umask is the daemon's process umask: the backing store applies it on
 	// top of the mode the kernel already masked with the caller's umask, so
@@ -48,14 +50,15 @@ func newRoot(o Options) (*root, error) {
 		return nil, syscall.ENOTDIR
 	}
 	r := &root{
-		cipherDir: o.CipherDir,
-		keys:      o.Keys,
-		log:       o.Log,
-		opts:      o,
-		dev:       uint64(st.Dev),
-		umask:     readUmask(),
-		asRoot:    os.Geteuid() == 0,
-		files:     map[fileKey]*openFile{},
+		cipherDir:   o.CipherDir,
+		keys:        o.Keys,
+		log:         o.Log,
+		opts:        o,
+		dev:         uint64(st.Dev),
+		umask:       readUmask(),
+		asRoot:      os.Geteuid() == 0,
+		attrTimeout: attrTimeout,
+		files:       map[fileKey]*openFile{},
 	}
 	r.touch()
 	return r, nil
