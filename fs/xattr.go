@@ -13,14 +13,20 @@ import (
 
 // Extended attributes: only user.* is offered, stored on the cipher file
 // under an encrypted name with an encrypted value (docs/format.md §7).
-// Other namespaces answer as a filesystem without them would: get and
-// remove find nothing (ENODATA — which is also what ls -l and cp -a ask for
-// security.* and system.posix_acl_*), set is unsupported.
+// Other namespaces (security.*, system.posix_acl_*, trusted.*) answer as a
+// filesystem without handlers for them does: EOPNOTSUPP for get, set and
+// remove. That answer matters for speed: ls -l asks for security.selinux
+// and system.posix_acl_access (and _default on directories) of every entry,
+// each a FUSE round trip the kernel cannot cache (it caches only "no xattrs
+// at all", which would also hide user.*). On ENODATA ls asks again for the
+// next entry; on EOPNOTSUPP it remembers that the device lacks them and
+// stops asking (coreutils ls: getfilecon_cache, file_has_acl_cache), so
+// ls -lR costs three round trips instead of two to three per entry.
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	n.r.touch()
 	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
-		return 0, syscall.ENODATA
+		return 0, syscall.EOPNOTSUPP
 	}
 	stored, err := n.r.keys.EncryptXattrName(attr)
 	if err != nil {
@@ -70,7 +76,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.EROFS
 	}
 	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
-		return syscall.ENODATA
+		return syscall.EOPNOTSUPP
 	}
 	stored, err := n.r.keys.EncryptXattrName(attr)
 	if err != nil {
