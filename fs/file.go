@@ -63,9 +63,10 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(n), 0
 }
 
-// Flush runs at every close(2): buffered data reaches the backing file
-// before close returns, so errors (ENOSPC) are reported to the closer and
-// a following utimensat sets the final mtime.
+// Flush would run at every close(2); handles are opened with FOPEN_NOFLUSH
+// (see openFlags), so the kernel does not send it. It stays for kernels that
+// ignore the flag: buffered data then reaches the backing file before close
+// returns.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	h.of.rw.RLock()
 	defer h.of.rw.RUnlock()

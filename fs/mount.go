@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 	"syscall"
 	"time"
 
@@ -151,7 +152,8 @@ const releaseGrace = time.Second
 func (s *Server) Unmount() error {
 	var ferr error
 	for _, of := range s.r.openFiles() {
-		if err := of.flush(); err != nil {
+		// ErrClosed: a RELEASE closed (and so flushed) it meanwhile.
+		if err := of.flush(); err != nil && !errors.Is(err, os.ErrClosed) {
 			ferr = errors.Join(ferr, err)
 		}
 	}

@@ -232,8 +232,20 @@ func (r *root) stableAttr(st *unix.Statx_t) gofs.StableAttr {
 }
 
 // fillAttr converts backing attributes to plaintext ones: sizes of regular
-// files and symlinks shrink by the encryption overhead.
+// files and symlinks shrink by the encryption overhead. A regular file that
+// is open reports the engine's size, and data the engine still buffers is
+// written first (st is refreshed), so the times reported are final: with
+// FOPEN_NOFLUSH (see Open) the buffered tail may otherwise reach the backing
+// file after close(2) returned, moving mtime under an observer's feet.
 func (n *node) fillAttr(st *unix.Statx_t, out *fuse.Attr) {
+	plainSize := int64(-1)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		a := n.r.stableAttr(st)
+		if of := n.r.refOpen(fileKey{a.Ino, a.Gen}); of != nil {
+			plainSize = of.settle(st)
+			of.n.release(of)
+		}
+	}
 	out.Ino = n.r.stableAttr(st).Ino
 	out.Mode = uint32(st.Mode)
 	out.Nlink = st.Nlink
@@ -247,9 +259,8 @@ func (n *node) fillAttr(st *unix.Statx_t, out *fuse.Attr) {
 	out.Size = st.Size
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		a := n.r.stableAttr(st)
-		if size, ok := n.r.openSize(fileKey{a.Ino, a.Gen}); ok {
-			out.Size = uint64(size)
+		if plainSize >= 0 {
+			out.Size = uint64(plainSize)
 		} else {
 			out.Size = uint64(cipherfile.PlainSizeOf(int64(st.Size)))
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealfs/sealfs/internal/cipherfile"
 )
 
@@ -23,6 +25,12 @@ type openFile struct {
 	cf       *cipherfile.File
 	writable bool
 	refs     int // guarded by root.openMu
+	// closing is set (under root.openMu) when the last reference is
+	// dropped; closed is closed once the engine is closed and the entry
+	// gone. Until then the backing file may lack the engine's buffered tail,
+	// so lookups of the key wait (liveLocked) rather than read it.
+	closing bool
+	closed  chan struct{}
 	// appendMu makes "read size, write there" atomic among O_APPEND writers.
 	appendMu sync.Mutex
 }
@@ -52,24 +60,46 @@ func (n *node) existingOpen() *openFile {
 func (r *root) refOpen(k fileKey) *openFile {
 	r.openMu.Lock()
 	defer r.openMu.Unlock()
-	of := r.files[k]
+	of := r.liveLocked(k)
 	if of != nil {
 		of.refs++
 	}
 	return of
 }
 
-// openSize is the plaintext size of the file k while it is open, which may
-// be ahead of the backing file while the engine buffers data.
-func (r *root) openSize(k fileKey) (int64, bool) {
-	of := r.refOpen(k)
-	if of == nil {
-		return 0, false
+// liveLocked returns the open state of k unless its last handle is being
+// released, in which case it waits for that close to finish (dropping
+// openMu meanwhile) and looks again. Called and returns with openMu held.
+func (r *root) liveLocked(k fileKey) *openFile {
+	for {
+		of := r.files[k]
+		if of == nil || !of.closing {
+			return of
+		}
+		done := of.closed
+		r.openMu.Unlock()
+		<-done
+		r.openMu.Lock()
 	}
-	defer of.n.release(of)
+}
+
+// settle writes what the engine buffers, if anything, refreshes st from the
+// backing fd in that case, and returns the plaintext size (which the engine
+// knows even when the backing file is ahead or behind). A failed flush is
+// logged by the engine and reported by the next fsync; attributes are still
+// answered.
+func (of *openFile) settle(st *unix.Statx_t) int64 {
 	of.rw.RLock()
 	defer of.rw.RUnlock()
-	return of.cf.Size(), true
+	if of.cf.Dirty() {
+		if of.cf.Flush() == nil {
+			var fresh unix.Statx_t
+			if fstatx(of.cf.Fd(), &fresh) == nil {
+				*st = fresh
+			}
+		}
+	}
+	return of.cf.Size()
 }
 
 // acquire returns n's shared open state with a reference held, opening the
@@ -99,7 +129,7 @@ func (n *node) acquire(write bool) (*openFile, error) {
 	}
 	k := n.key()
 	n.r.openMu.Lock()
-	if of := n.r.files[k]; of != nil { // another open won the race; use its state
+	if of := n.r.liveLocked(k); of != nil { // another open won the race; use its state
 		of.refs++
 		n.r.openMu.Unlock()
 		cf.Close()
@@ -111,7 +141,7 @@ func (n *node) acquire(write bool) (*openFile, error) {
 		}
 		return of, nil
 	}
-	of := &openFile{n: n, key: k, cf: cf, writable: writable, refs: 1}
+	of := &openFile{n: n, key: k, cf: cf, writable: writable, refs: 1, closed: make(chan struct{})}
 	n.r.files[k] = of
 	n.r.openMu.Unlock()
 	return of, nil
@@ -122,33 +152,41 @@ func (n *node) adopt(cf *cipherfile.File) (*openFile, error) {
 	k := n.key()
 	n.r.openMu.Lock()
 	defer n.r.openMu.Unlock()
-	if n.r.files[k] != nil {
+	if n.r.liveLocked(k) != nil {
 		// Only possible if the backing store recycled an inode number
 		// and birth time; refuse rather than mix two files.
 		cf.Close()
 		return nil, syscall.EIO
 	}
-	of := &openFile{n: n, key: k, cf: cf, writable: true, refs: 1}
+	of := &openFile{n: n, key: k, cf: cf, writable: true, refs: 1, closed: make(chan struct{})}
 	n.r.files[k] = of
 	return of, nil
 }
 
 // release drops one reference; the last one closes the cipher file, which
-// writes any buffered data.
+// writes any buffered data. The entry stays (closing) until then, so that a
+// stat racing with the close waits for complete backing attributes.
 func (n *node) release(of *openFile) error {
 	n.r.openMu.Lock()
 	of.refs--
 	last := of.refs == 0
-	if last && n.r.files[of.key] == of {
-		delete(n.r.files, of.key)
+	if last {
+		of.closing = true
 	}
 	n.r.openMu.Unlock()
 	if !last {
 		return nil
 	}
 	of.rw.Lock()
-	defer of.rw.Unlock()
-	return of.cf.Close()
+	err := of.cf.Close()
+	of.rw.Unlock()
+	n.r.openMu.Lock()
+	if n.r.files[of.key] == of {
+		delete(n.r.files, of.key)
+	}
+	n.r.openMu.Unlock()
+	close(of.closed)
+	return err
 }
 
 func (of *openFile) withFd(fn func(fd int) error) error {

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -445,5 +446,45 @@ func TestFSHelperMmap(t *testing.T) {
 	}
 	if err := unix.Munmap(mm); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFSTimesSettleAtClose: close(2) does not wait for the engine to write
+// its buffered tail (FOPEN_NOFLUSH), yet the times a stat reports right
+// after close are final: they do not move when the tail reaches the backing
+// file at RELEASE. Each stat is forced past the kernel's attribute cache.
+func TestFSTimesSettleAtClose(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	stat := func(p string) unix.Statx_t {
+		t.Helper()
+		var st unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_STATX_FORCE_SYNC, unix.STATX_BASIC_STATS, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for i := range 20 {
+		p := m.p(fmt.Sprintf("f%d", i))
+		var keep *os.File
+		if i%2 == 1 {
+			// A second handle keeps the engine open past the writer's
+			// close, with the tail still buffered: the stat must write it.
+			mustWrite(t, p, nil)
+			var err error
+			if keep, err = os.Open(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustWrite(t, p, bytes.Repeat([]byte("x"), 100+i*5000))
+		first := stat(p)
+		if keep != nil {
+			keep.Close()
+		}
+		time.Sleep(20 * time.Millisecond)
+		again := stat(p)
+		if first.Mtime != again.Mtime || first.Ctime != again.Ctime || first.Size != again.Size {
+			t.Fatalf("%s: after close mtime %v ctime %v size %d, 20 ms later %v %v %d", p,
+				first.Mtime, first.Ctime, first.Size, again.Mtime, again.Ctime, again.Size)
+		}
 	}
 }

@@ -169,6 +169,13 @@ func (f *File) Size() int64 {
 	return f.size
 }
 
+// Dirty reports whether Flush has anything to write (a tail not yet on disk).
+func (f *File) Dirty() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tailDirty
+}
+
 // SetPath records the cipher path after a rename, for log lines.
 func (f *File) SetPath(p string) { f.path.Store(&p) }
 
