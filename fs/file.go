@@ -49,6 +49,15 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // buffered engine write may have moved.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.n.r.touch()
+	if h.n.r.killRequested(ctx) {
+		killed, err := h.n.killSUIDGID(ctx)
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		if killed {
+			h.n.NotifyContent(-1, 0) // attributes only (killpriv.go)
+		}
+	}
 	h.of.rw.RLock()
 	defer h.of.rw.RUnlock()
 	if h.append {

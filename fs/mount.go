@@ -101,7 +101,8 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	if err := syscall.Stat(o.CipherDir, &st); err != nil {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
-	srv, err := gofs.Mount(mountpoint, rootNode, &gofs.Options{
+	mo.ExtraCapabilities |= killCaps
+	nodeFS := gofs.NewNodeFS(rootNode, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &sec,
 		AttrTimeout:     &sec,
@@ -112,6 +113,12 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		NullPermissions: true,
 		Logger:          log.New(slogWriter{o.Log}, "", 0),
 	})
+	// What gofs.Mount does, with the raw layer wrapped (killpriv.go).
+	srv, err := fuse.NewServer(&rawFS{RawFileSystem: nodeFS, r: r}, mountpoint, &mo)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mount %s on %s: %w", o.CipherDir, mountpoint, err)
 	}

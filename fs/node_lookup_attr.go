@@ -59,7 +59,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	if err := n.setattr(in); err != nil {
+	if err := n.setattr(ctx, in); err != nil {
 		return toErrno(err)
 	}
 	if errno := n.Getattr(ctx, fh, out); errno != 0 {
@@ -73,7 +73,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	return 0
 }
 
-func (n *node) setattr(in *fuse.SetAttrIn) error {
+func (n *node) setattr(ctx context.Context, in *fuse.SetAttrIn) error {
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
 	if uok || gok {
@@ -97,6 +97,11 @@ func (n *node) setattr(in *fuse.SetAttrIn) error {
 	}
 	if size, ok := in.GetSize(); ok {
 		if err := n.truncate(int64(size)); err != nil {
+			return err
+		}
+	}
+	if killRequested(in) {
+		if _, err := n.killSUIDGID(ctx); err != nil {
 			return err
 		}
 	}

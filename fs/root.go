@@ -37,6 +37,8 @@ type root struct {
 
 	lastActivity atomic.Int64 // unix nanoseconds
 
+	kills killWrites // see killpriv.go
+
 	openMu sync.Mutex
 	files  map[fileKey]*openFile // every regular file currently open
 }

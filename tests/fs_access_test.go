@@ -64,3 +64,69 @@ func TestFSOtherUsers(t *testing.T) {
 		}
 	}
 }
+
+// TestFSSetIDCleared: writes, truncates and fallocate by an unprivileged
+// user, and chown by root, clear set-user-ID and set-group-ID bits exactly
+// as the kernel does on a local filesystem. sealfs clears them itself (FUSE
+// HANDLE_KILLPRIV_V2, fs/killpriv.go), so the test compares the mount with a
+// plain directory, operation by operation.
+func TestFSSetIDCleared(t *testing.T) {
+	m := newMount(t, mountOpts{allowOther: true})
+	plain := t.TempDir()
+	for _, top := range []string{m.mnt, plain} {
+		for d := top; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ops := []struct {
+		name   string
+		nobody bool
+		script string // run in the directory, on file f
+	}{
+		{"write", true, "echo more >> f"},
+		{"truncate", true, "truncate -s 1 f"},
+		{"open O_TRUNC", true, ": > f"},
+		{"fallocate", true, "fallocate -l 100000 f"},
+		{"write as root", false, "echo more >> f"},
+		{"chown", false, "chown 65534 f"},
+	}
+	modeAfter := func(dir string, mode os.FileMode, script string, asOther bool) os.FileMode {
+		t.Helper()
+		f := filepath.Join(dir, "f")
+		os.Remove(f)
+		mustWrite(t, f, []byte("data\n"))
+		if err := os.Chmod(f, mode); err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		var err error
+		if asOther {
+			out, err = asNobody(t, "cd "+dir+" && "+script)
+		} else {
+			var b []byte
+			cmd := exec.Command("/bin/sh", "-c", script)
+			cmd.Dir = dir
+			b, err = cmd.CombinedOutput()
+			out = string(b)
+		}
+		if err != nil {
+			t.Fatalf("%s in %s: %v %s", script, dir, err, out)
+		}
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode()
+	}
+	for _, mode := range []os.FileMode{0o777 | os.ModeSetuid | os.ModeSetgid, 0o777 | os.ModeSetuid,
+		0o777 | os.ModeSetgid, 0o767 | os.ModeSetgid} {
+		for _, op := range ops {
+			want := modeAfter(plain, mode, op.script, op.nobody)
+			if got := modeAfter(m.mnt, mode, op.script, op.nobody); got != want {
+				t.Errorf("%v, %s: mode %v on the mount, %v on a local filesystem", mode, op.name, got, want)
+			}
+		}
+	}
+}
