@@ -33,6 +33,16 @@ var (
 	blockPool = sync.Pool{New: func() any { b := make([]byte, cbs); return &b }}
 )
 
+// newTail returns an empty tail backed by a pooled block buffer, which Close
+// gives back. Allocating 32 KiB per created file instead cost untar 364 MB of
+// garbage for 11.5k files (a third of the daemon's GC and zeroing time).
+func (f *File) newTail() []byte {
+	if f.tailBuf == nil {
+		f.tailBuf = getBlock()
+	}
+	return (*f.tailBuf)[:0:bs]
+}
+
 func getBatch() *batch   { return batchPool.Get().(*batch) }
 func putBatch(b *batch)  { clear(b.errs[:]); batchPool.Put(b) }
 func getBlock() *[]byte  { return blockPool.Get().(*[]byte) }

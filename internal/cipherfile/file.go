@@ -33,14 +33,15 @@ type File struct {
 	path  atomic.Pointer[string]
 	ro    bool
 
-	size      int64  // plaintext size, including the tail
-	diskSize  int64  // size of the backing file
-	reserved  int64  // cipher bytes known to be allocated (fallocate'd or written)
-	tail      []byte // plaintext of the last block when tailValid; cap BlockSize
-	tailValid bool   // tail holds the last block (memory is authoritative for it)
-	tailDirty bool   // tail differs from the final block on disk
-	damaged   bool   // cipher size maps to no plaintext size; see package doc
-	noFalloc  bool   // the backing filesystem does not support fallocate
+	size      int64   // plaintext size, including the tail
+	diskSize  int64   // size of the backing file
+	reserved  int64   // cipher bytes known to be allocated (fallocate'd or written)
+	tail      []byte  // plaintext of the last block when tailValid; cap BlockSize
+	tailBuf   *[]byte // tail's pooled backing array, taken at its first byte (newTail)
+	tailValid bool    // tail holds the last block (memory is authoritative for it)
+	tailDirty bool    // tail differs from the final block on disk
+	damaged   bool    // cipher size maps to no plaintext size; see package doc
+	noFalloc  bool    // the backing filesystem does not support fallocate
 	closed    bool
 	failed    error // sticky: a write failed after bytes reached the disk
 
@@ -108,7 +109,9 @@ func Create(fd *os.File, o Options) (*File, error) {
 		}
 	}
 	f.diskSize, f.reserved = int64(len(buf)), int64(len(buf))
-	f.tail, f.tailValid = make([]byte, 0, crypto.BlockSize), true
+	// The tail is empty; its buffer comes from the pool at the first write,
+	// so a create allocates nothing per file (untar creates thousands).
+	f.tailValid = true
 	return f, nil
 }
 
@@ -230,6 +233,10 @@ func (f *File) Close() error {
 	ferr := f.flushLocked()
 	f.closed = true
 	f.tail, f.tailValid = nil, false
+	if f.tailBuf != nil {
+		putBlock(f.tailBuf)
+		f.tailBuf = nil
+	}
 	if err := f.fd.Close(); err != nil {
 		return errors.Join(ferr, fmt.Errorf("cipherfile: closing %s: %w", f.Path(), err))
 	}

@@ -89,12 +89,12 @@ func (f *File) shrink(size int64) error {
 			return fmt.Errorf("cipherfile: truncating %s to %d: %w", f.Path(), size, err)
 		}
 		if f.tail == nil {
-			f.tail = make([]byte, 0, bs)
+			f.tail = f.newTail()
 		}
 		f.tail = append(f.tail[:0], plain[:n]...)
 	}
 	if f.tail == nil {
-		f.tail = make([]byte, 0, bs)
+		f.tail = f.newTail()
 	}
 	f.tail = f.tail[:n]
 	f.size = size

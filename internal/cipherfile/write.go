@@ -112,7 +112,7 @@ func (f *File) apply(p []byte, off, newSize int64) error {
 	}
 	if lastTouched == newLast {
 		if f.tail == nil {
-			f.tail = make([]byte, 0, bs)
+			f.tail = f.newTail()
 		}
 		var old []byte
 		if newLast == oldLast && e.needsOld(newLast) {
