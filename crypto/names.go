@@ -52,6 +52,21 @@ var (
 
 var b64 = base64.RawURLEncoding
 
+// decodeCanonical decodes base64url and accepts only the one encoding sealfs
+// writes. Go's decoder skips '\r' and '\n', so without this check many
+// directory entries (found by FuzzDecryptName: "C\r_Ck…") would decrypt to
+// the same name and a listing could show one name twice.
+func decodeCanonical(s string) ([]byte, error) {
+	raw, err := b64.Strict().DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if b64.EncodedLen(len(raw)) != len(s) {
+		return nil, errors.New("non-canonical base64url")
+	}
+	return raw, nil
+}
+
 // DirID identifies a directory for name encryption.
 type DirID [DirIDSize]byte
 
@@ -124,7 +139,7 @@ func (k *Keys) EncryptName(dir DirID, name string) (string, error) {
 
 // DecryptName reverses EncryptName, authenticating the name against dir.
 func (k *Keys) DecryptName(dir DirID, enc string) (string, error) {
-	raw, err := b64.DecodeString(enc)
+	raw, err := decodeCanonical(enc)
 	if err != nil {
 		return "", fmt.Errorf("%w: not base64url", ErrNameAuth)
 	}
@@ -240,7 +255,7 @@ func (k *Keys) EncryptSymlink(target string) (string, error) {
 
 // DecryptSymlink decrypts a stored symlink target.
 func (k *Keys) DecryptSymlink(enc string) (string, error) {
-	raw, err := b64.DecodeString(enc)
+	raw, err := decodeCanonical(enc)
 	if err != nil {
 		return "", fmt.Errorf("%w: symlink target is not base64url", ErrAuth)
 	}
@@ -309,7 +324,7 @@ func (k *Keys) DecryptXattrName(stored string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: xattr %q is not sealfs'", ErrNameAuth, stored)
 	}
-	raw, err := b64.DecodeString(rest)
+	raw, err := decodeCanonical(rest)
 	if err != nil {
 		return "", fmt.Errorf("%w: xattr name is not base64url", ErrNameAuth)
 	}

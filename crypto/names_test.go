@@ -61,7 +61,7 @@ func TestNameTamper(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"", "!!", "AAAA", enc + "AA", enc[:len(enc)-4]} {
+	for _, bad := range []string{"", "!!", "AAAA", enc + "AA", enc[:len(enc)-4], enc[:3] + "\n" + enc[3:], enc[:3] + "\r" + enc[3:]} {
 		if _, err := k.DecryptName(RootDirID, bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
