@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // metaPrefix starts every sealfs metadata entry in a cipher directory (vault
@@ -20,17 +21,27 @@ const metaPrefix = "sealfs."
 // that already exists with the right content is reused. made reports
 // whether this call created it (and so must remove it if the operation
 // fails).
+// maxMetaFile bounds reads of dirid and long-name side files: a valid one is
+// 18 bytes or at most 4096 (crypto.ParseLongNameFile's limit).
+const maxMetaFile = 4096
+
 func (r *root) writeSideFile(e entryName) (made bool, err error) {
 	if !e.long {
 		return false, nil
 	}
 	f, err := os.OpenFile(e.sidePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
-		if b, rerr := os.ReadFile(e.sidePath()); rerr == nil && bytes.Equal(b, []byte(e.enc)) {
+		if b, rerr := safefile.ReadFile(e.sidePath(), maxMetaFile); rerr == nil && bytes.Equal(b, []byte(e.enc)) {
 			return false, nil
 		}
+		// Replace, never write through: what is there may be a FIFO or a
+		// symlink planted in the synced folder.
 		r.log.Warn("replacing a long-name side file with wrong content", "cipher_path", e.sidePath())
-		return false, os.WriteFile(e.sidePath(), []byte(e.enc), 0o644)
+		if err := os.Remove(e.sidePath()); err != nil {
+			return false, err
+		}
+		_, err := r.writeSideFile(e)
+		return false, err
 	}
 	if err != nil {
 		return false, err
@@ -67,7 +78,7 @@ func (r *root) decryptEntry(dir string, id crypto.DirID, stored string) (name st
 		if !crypto.IsLongName(stored) {
 			return "", false
 		}
-		b, err := os.ReadFile(dir + "/" + stored + crypto.LongNameSuffix)
+		b, err := safefile.ReadFile(dir+"/"+stored+crypto.LongNameSuffix, maxMetaFile)
 		if err == nil {
 			enc, err = crypto.ParseLongNameFile(stored, b)
 		}

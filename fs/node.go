@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/cipherfile"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // node is every file, directory, symlink and fifo of the plaintext view. It
@@ -154,7 +155,7 @@ func (n *node) getDirID() (crypto.DirID, error) {
 	if err != nil {
 		return crypto.DirID{}, err
 	}
-	b, err := os.ReadFile(dir + "/" + crypto.DirIDFile)
+	b, err := safefile.ReadFile(dir+"/"+crypto.DirIDFile, maxMetaFile)
 	if err == nil {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
@@ -162,7 +163,7 @@ func (n *node) getDirID() (crypto.DirID, error) {
 			return id, nil
 		}
 		err = perr
-	} else if !errors.Is(err, os.ErrNotExist) {
+	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, safefile.ErrNotRegular) && !errors.Is(err, safefile.ErrTooLarge) {
 		return crypto.DirID{}, err
 	}
 	return n.fallbackDirID(dir, err)

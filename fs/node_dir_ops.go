@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // Mkdir creates the cipher directory and its dirid file. The directory is
@@ -68,7 +69,7 @@ func (r *root) writeDirID(dir string, id crypto.DirID) (crypto.DirID, error) {
 	p := dir + "/" + crypto.DirIDFile
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if errors.Is(err, os.ErrExist) {
-		b, rerr := os.ReadFile(p)
+		b, rerr := safefile.ReadFile(p, maxMetaFile)
 		if rerr != nil {
 			return id, rerr
 		}
@@ -121,7 +122,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 // function that restores it. A missing file is not an error.
 func (r *root) takeDirID(dir string) (restore func(), err error) {
 	p := dir + "/" + crypto.DirIDFile
-	b, err := os.ReadFile(p)
+	b, err := safefile.ReadFile(p, maxMetaFile)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return func() {}, nil
 	}
