@@ -161,14 +161,14 @@ func (e *edit) oldPlain(i int64) []byte {
 }
 
 // writeBlocks seals blocks first..last (all full and non-final) in parallel
-// into pooled batch buffers and writes each batch with one pwrite, behind the
-// caller's back (behind.go).
+// into the pooled batch buffer and writes each batch with one pwrite.
 func (f *File) writeBlocks(e *edit, first, last int64) error {
 	if first > last {
 		return nil
 	}
+	bt := getBatch()
+	defer putBatch(bt)
 	for i0 := first; i0 <= last; i0 += batchBlocks {
-		bt := getBatch()
 		nb := int(min(last-i0+1, batchBlocks))
 		buf := bt.buf[:nb*cbs]
 		parallel(nb, func(lo, hi int) {
@@ -178,13 +178,12 @@ func (f *File) writeBlocks(e *edit, first, last int64) error {
 		})
 		for _, err := range bt.errs[:nb] {
 			if err != nil {
-				putBatch(bt)
 				return err
 			}
 		}
 		before := f.stats.bytesWritten
-		if err := f.submit(bt, buf, i0); err != nil {
-			if i0 == first && f.stats.bytesWritten == before && f.failed == nil {
+		if err := f.pwrite(buf, crypto.BlockOffset(i0)); err != nil {
+			if i0 == first && f.stats.bytesWritten == before {
 				return err // nothing reached the disk: the File is unchanged
 			}
 			return f.fail(err)
