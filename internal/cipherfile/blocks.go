@@ -24,8 +24,12 @@ const (
 // sealed or opened in place, full blocks go straight between the caller's
 // slice and buf, so no data is copied twice and nothing is allocated per call.
 type batch struct {
-	buf  [batchBlocks * cbs]byte
-	errs [batchBlocks]error // per block, filled by parallel workers
+	buf    [batchBlocks * cbs]byte
+	errs   [batchBlocks]error // per block, filled by parallel workers
+	behind struct {           // while written behind (behind.go)
+		wg  sync.WaitGroup
+		err error
+	}
 }
 
 var (
@@ -149,6 +153,9 @@ func (f *File) logBlock(i int64, err error) {
 // loadBlock reads and authenticates block i from disk into the block buffer
 // *bp and returns its plaintext (a sub-slice of *bp); a failure is logged.
 func (f *File) loadBlock(bp *[]byte, i int64) ([]byte, error) {
+	if err := f.drain(); err != nil {
+		return nil, err
+	}
 	want := plainLen(i, f.size) + crypto.BlockOverhead
 	cb := (*bp)[:want]
 	n, err := f.pread(cb, crypto.BlockOffset(i))

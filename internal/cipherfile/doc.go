@@ -25,6 +25,12 @@
 // blocks of that write). After Flush returns, the on-disk file is complete
 // and decrypts with crypto.DecryptReader to exactly the File's contents.
 //
+// A write may return while its last batch is still being written to the
+// backing file (write-behind, behind.go); a crash of the daemon then loses
+// that batch as it loses the tail, and the file still reads as truncated:
+// the batch that rewrites a final block on disk as non-final is never
+// written behind.
+//
 // # Holes
 //
 // Writes beyond the end and Truncate/Allocate growth store encrypted zero
@@ -64,4 +70,7 @@
 // Within one call, the blocks of a batch (up to 32, one pread or pwrite) are
 // sealed or opened by up to GOMAXPROCS goroutines that finish before the call
 // returns: one sequential stream would otherwise use one core for AES-GCM.
+// The pwrite of the last batch of a write is the exception: it may still run
+// when the call returns (at most one per File), and every call that reads or
+// completes the backing file waits for it first.
 package cipherfile

@@ -43,7 +43,13 @@ type File struct {
 	damaged   bool    // cipher size maps to no plaintext size; see package doc
 	noFalloc  bool    // the backing filesystem does not support fallocate
 	closed    bool
-	failed    error // sticky: a write failed after bytes reached the disk
+	failed    error  // sticky: a write failed after bytes reached the disk
+	wb        *batch // the batch being written behind, if any (behind.go)
+	// finalOnDisk is the index of the block sealed final in the backing
+	// file, or -1 while it has none (a write extended the file past it and
+	// the new tail is not flushed yet). A batch that overwrites it is never
+	// written behind (behind.go).
+	finalOnDisk int64
 
 	stats stats
 }
@@ -109,6 +115,7 @@ func Create(fd *os.File, o Options) (*File, error) {
 		}
 	}
 	f.diskSize, f.reserved = int64(len(buf)), int64(len(buf))
+	f.finalOnDisk = 0
 	// The tail is empty; its buffer comes from the pool at the first write,
 	// so a create allocates nothing per file (untar creates thousands).
 	f.tailValid = true
@@ -142,11 +149,12 @@ func Open(fd *os.File, o Options) (*File, error) {
 	}
 	f.diskSize, f.reserved = st.Size(), st.Size()
 	f.size, err = crypto.PlainSize(st.Size())
+	f.finalOnDisk = lastBlock(f.size)
 	if err != nil {
 		// Every block before the one the cut fell into is complete; the
 		// cut block itself has no plaintext bytes left (PlainSize only
 		// fails when fewer than BlockOverhead bytes remain of it).
-		f.damaged = true
+		f.damaged, f.finalOnDisk = true, -1
 		f.size = (st.Size() - crypto.FileHeaderSize) / crypto.CipherBlockSize * crypto.BlockSize
 		f.log.Warn("cipher file is truncated; reads past the intact blocks fail",
 			"path", o.Path, "cipherSize", st.Size(), "intactPlainSize", f.size)
@@ -172,11 +180,12 @@ func (f *File) Size() int64 {
 	return f.size
 }
 
-// Dirty reports whether Flush has anything to write (a tail not yet on disk).
+// Dirty reports whether Flush has anything to do: a tail not yet on disk, or
+// a batch written behind (whose completion moves the backing file's times).
 func (f *File) Dirty() bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.tailDirty
+	return f.tailDirty || f.wb != nil
 }
 
 // SetPath records the cipher path after a rename, for log lines.
@@ -247,6 +256,9 @@ func (f *File) Close() error {
 // file to the size the plaintext maps to. The final block is written first so
 // that a crash in between leaves the new contents rather than a shorter file.
 func (f *File) flushLocked() error {
+	if err := f.drain(); err != nil {
+		return err
+	}
 	if f.failed != nil {
 		return f.failed
 	}
@@ -262,7 +274,7 @@ func (f *File) flushLocked() error {
 		if err := f.pwrite(buf, crypto.BlockOffset(last)); err != nil {
 			return f.fail(err)
 		}
-		f.tailDirty = false
+		f.tailDirty, f.finalOnDisk = false, last
 	}
 	// A damaged file is left as found (only Truncate repairs it): cutting it
 	// here would turn detectable damage into a plausible shorter file.

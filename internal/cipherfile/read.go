@@ -26,6 +26,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil // as os.File.ReadAt
 	}
+	f.waitWrites()
 	if off >= f.size {
 		return 0, f.endErr()
 	}

@@ -14,12 +14,13 @@ import (
 // Truncate always flushes before it returns (also to the same size), so the
 // cipher file's size, which getattr of unopened files reads, is right at once.
 // Truncating a damaged file to at most its Size repairs it.
-func (f *File) Truncate(size int64) error {
+func (f *File) Truncate(size int64) (err error) {
 	if size < 0 || size > maxSize {
 		return fmt.Errorf("cipherfile: truncate to %d: %w", size, syscall.EINVAL)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.settleOnError(&err)
 	if err := f.checkWritable(); err != nil {
 		return err
 	}
@@ -41,12 +42,13 @@ func (f *File) Truncate(size int64) error {
 // Allocate has fallocate mode 0 semantics: it extends the file with zeros if
 // off+length lies beyond the end. The cipher file has no holes, so space
 // inside the file is allocated already.
-func (f *File) Allocate(off, length int64) error {
+func (f *File) Allocate(off, length int64) (err error) {
 	if off < 0 || length <= 0 || off > maxSize-length {
 		return fmt.Errorf("cipherfile: allocate %d bytes at %d: %w", length, off, syscall.EINVAL)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.settleOnError(&err)
 	if err := f.checkWritable(); err != nil {
 		return err
 	}

@@ -231,3 +231,38 @@ func TestCrashBeforeFlushReadsTruncated(t *testing.T) {
 		t.Fatalf("reading the crashed file: n=%d err=%v, want 2 blocks then ErrTruncated", n, err)
 	}
 }
+
+// With write-behind (behind.go) the disk may lag a returned write by a batch,
+// yet it never shows a complete file between an extending write and the next
+// Flush: a crash at any of those moments leaves a file that reads as
+// truncated, not an older version that looks whole. Checked after every
+// write of a sequential stream, and again after a Flush and more appends.
+func TestWriteBehindNeverLooksComplete(t *testing.T) {
+	e := newEnv(t)
+	f := e.create()
+	defer f.Close()
+	chunk := pattern(1<<20, 3)
+	var off int64
+	check := func(when string) {
+		t.Helper()
+		if got, err := e.decryptDisk(); err == nil {
+			t.Fatalf("%s: the disk decrypts as a complete file of %d bytes before Flush", when, len(got))
+		}
+	}
+	for i := range 6 {
+		mustWrite(t, f, chunk[:len(chunk)-i*1000], off)
+		off += int64(len(chunk) - i*1000)
+		check(fmt.Sprintf("write %d", i))
+	}
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.decryptDisk(); err != nil {
+		t.Fatalf("after Flush: %v", err)
+	}
+	for i := range 3 {
+		mustWrite(t, f, chunk, off)
+		off += int64(len(chunk))
+		check(fmt.Sprintf("append %d after Flush", i))
+	}
+}

@@ -11,12 +11,13 @@ import (
 // zero blocks. Blocks the write covers only partly are read, authenticated
 // and re-sealed (a block failing authentication fails the write before
 // anything is written); whole blocks are sealed straight from p.
-func (f *File) WriteAt(p []byte, off int64) (int, error) {
+func (f *File) WriteAt(p []byte, off int64) (_ int, err error) {
 	if off < 0 || off > maxSize-int64(len(p)) {
 		return 0, fmt.Errorf("cipherfile: write of %d bytes at offset %d: %w", len(p), off, syscall.EFBIG)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.settleOnError(&err)
 	if err := f.checkWritable(); err != nil {
 		return 0, err
 	}
@@ -161,14 +162,14 @@ func (e *edit) oldPlain(i int64) []byte {
 }
 
 // writeBlocks seals blocks first..last (all full and non-final) in parallel
-// into the pooled batch buffer and writes each batch with one pwrite.
+// into pooled batch buffers and writes each batch with one pwrite, behind the
+// caller's back (behind.go).
 func (f *File) writeBlocks(e *edit, first, last int64) error {
 	if first > last {
 		return nil
 	}
-	bt := getBatch()
-	defer putBatch(bt)
 	for i0 := first; i0 <= last; i0 += batchBlocks {
+		bt := getBatch()
 		nb := int(min(last-i0+1, batchBlocks))
 		buf := bt.buf[:nb*cbs]
 		parallel(nb, func(lo, hi int) {
@@ -178,12 +179,13 @@ func (f *File) writeBlocks(e *edit, first, last int64) error {
 		})
 		for _, err := range bt.errs[:nb] {
 			if err != nil {
+				putBatch(bt)
 				return err
 			}
 		}
 		before := f.stats.bytesWritten
-		if err := f.pwrite(buf, crypto.BlockOffset(i0)); err != nil {
-			if i0 == first && f.stats.bytesWritten == before {
+		if err := f.submit(bt, buf, i0); err != nil {
+			if i0 == first && f.stats.bytesWritten == before && f.failed == nil {
 				return err // nothing reached the disk: the File is unchanged
 			}
 			return f.fail(err)
