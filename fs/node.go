@@ -37,6 +37,9 @@ type node struct {
 	dirID     crypto.DirID
 	haveDirID bool
 	warnedID  bool
+	// cacheStamp: the backing file's state that the kernel's cached pages
+	// of this regular file match (keep_cache.go).
+	cacheStamp stamp
 }
 
 func (r *root) newNode() *node { return &node{r: r} }

@@ -62,9 +62,12 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if err := n.setattr(ctx, in); err != nil {
 		return toErrno(err)
 	}
-	if errno := n.Getattr(ctx, fh, out); errno != 0 {
-		return errno
+	var st unix.Statx_t
+	if err := n.statBacking(&st); err != nil {
+		return toErrno(err)
 	}
+	n.fillAttr(&st, &out.Attr)
+	n.setStamp(nil) // keep_cache.go
 	// go-fuse leaves a SETATTR reply's timeout at 0, which makes the kernel
 	// ask again (GETATTR) at the next stat or permission check; these are
 	// fresh attributes, as cacheable as a GETATTR reply. Saves one round

@@ -25,7 +25,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if write && n.r.opts.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
-	of, err := n.acquire(write)
+	of, wasOpen, err := n.acquire(write)
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
@@ -40,7 +40,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 			return nil, 0, toErrno(err)
 		}
 	}
-	return newHandle(n, of, flags), openFlags, 0
+	return newHandle(n, of, flags), openFlags | n.keepCache(of, wasOpen), 0
 }
 
 // openFlags are the FOPEN_* flags of every regular-file handle.

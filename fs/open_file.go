@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +34,9 @@ type openFile struct {
 	closed  chan struct{}
 	// appendMu makes "read size, write there" atomic among O_APPEND writers.
 	appendMu sync.Mutex
+	// cacheOK: the kernel's cached pages of the file are known to match it
+	// since this engine was opened (keep_cache.go).
+	cacheOK atomic.Bool
 }
 
 func (r *root) cfOptions(path string) cipherfile.Options {
@@ -103,29 +107,30 @@ func (of *openFile) settle(st *unix.Statx_t) int64 {
 }
 
 // acquire returns n's shared open state with a reference held, opening the
-// backing file if needed. write asks for a writable backing fd.
-func (n *node) acquire(write bool) (*openFile, error) {
+// backing file if needed. write asks for a writable backing fd. wasOpen
+// reports whether the state existed already.
+func (n *node) acquire(write bool) (of *openFile, wasOpen bool, err error) {
 	if of := n.existingOpen(); of != nil {
 		if write {
 			if err := of.ensureWritable(); err != nil {
 				n.release(of)
-				return nil, err
+				return nil, false, err
 			}
 		}
-		return of, nil
+		return of, true, nil
 	}
 	path, err := n.cipherPath()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f, writable, err := n.r.openBacking(path, write)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cf, err := cipherfile.Open(f, n.r.cfOptions(path))
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, false, err
 	}
 	k := n.key()
 	n.r.openMu.Lock()
@@ -136,15 +141,15 @@ func (n *node) acquire(write bool) (*openFile, error) {
 		if write {
 			if err := of.ensureWritable(); err != nil {
 				n.release(of)
-				return nil, err
+				return nil, false, err
 			}
 		}
-		return of, nil
+		return of, true, nil
 	}
-	of := &openFile{n: n, key: k, cf: cf, writable: writable, refs: 1, closed: make(chan struct{})}
+	of = &openFile{n: n, key: k, cf: cf, writable: writable, refs: 1, closed: make(chan struct{})}
 	n.r.files[k] = of
 	n.r.openMu.Unlock()
-	return of, nil
+	return of, false, nil
 }
 
 // adopt installs a freshly created cipher file as n's open state.
@@ -159,6 +164,7 @@ func (n *node) adopt(cf *cipherfile.File) (*openFile, error) {
 		return nil, syscall.EIO
 	}
 	of := &openFile{n: n, key: k, cf: cf, writable: true, refs: 1, closed: make(chan struct{})}
+	of.cacheOK.Store(true) // a new file: the kernel has cached nothing
 	n.r.files[k] = of
 	return of, nil
 }
@@ -178,6 +184,14 @@ func (n *node) release(of *openFile) error {
 		return nil
 	}
 	of.rw.Lock()
+	// The engine writes everything first, so the stamp describes the file
+	// the kernel's cache holds (keep_cache.go).
+	var st unix.Statx_t
+	if of.cacheOK.Load() && of.cf.Flush() == nil && fstatx(of.cf.Fd(), &st) == nil {
+		of.n.setStamp(&st)
+	} else {
+		of.n.setStamp(nil)
+	}
 	err := of.cf.Close()
 	of.rw.Unlock()
 	n.r.openMu.Lock()
@@ -289,9 +303,12 @@ func (n *node) truncate(size int64) error {
 	default:
 		return syscall.EINVAL
 	}
-	of, err := n.acquire(true)
+	of, wasOpen, err := n.acquire(true)
 	if err != nil {
 		return err
+	}
+	if !wasOpen && n.stampHolds(of) {
+		of.cacheOK.Store(true) // the kernel truncates its cache itself
 	}
 	of.rw.RLock()
 	err = of.cf.Truncate(size)

@@ -488,3 +488,60 @@ func TestFSTimesSettleAtClose(t *testing.T) {
 		}
 	}
 }
+
+// TestFSKeepCacheSeesChangesUnderneath: the kernel keeps a file's pages
+// across opens (FOPEN_KEEP_CACHE) only while the cipher file is as the mount
+// left it. A sync client replacing the cipher file's contents in place (same
+// inode, same size, mtime restored) must be visible at the next open, not the
+// cached old plaintext.
+func TestFSKeepCacheSeesChangesUnderneath(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	one := bytes.Repeat([]byte("one "), 5000)
+	two := bytes.Repeat([]byte("TWO!"), 5000)
+	mustWrite(t, m.p("a"), one)
+	mustWrite(t, m.p("b"), two)
+	for range 2 { // the second read may come from the kernel's cache
+		if got := mustRead(t, m.p("a")); !bytes.Equal(got, one) {
+			t.Fatal("a reads wrong before the change")
+		}
+	}
+	cipherOf := func(name string) string {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(m.p(name), &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, rel := range m.cipherFiles() {
+			var cst syscall.Stat_t
+			if syscall.Stat(m.cipher+"/"+rel, &cst) == nil && cst.Ino == st.Ino {
+				return m.cipher + "/" + rel
+			}
+		}
+		t.Fatalf("no cipher file for %s", name)
+		return ""
+	}
+	a, b := cipherOf("a"), cipherOf("b")
+	raw, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // let the ctime move on coarse clocks
+	// In place: the same inode.
+	if err := os.WriteFile(a, raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Same size, and the old mtime restored (rsync -t, many sync clients):
+	// the kernel's own check (mtime and size, AUTO_INVAL_DATA) sees nothing;
+	// only the ctime in sealfs' stamp does.
+	if err := os.Chtimes(a, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the attribute timeout
+	if got := mustRead(t, m.p("a")); !bytes.Equal(got, two) {
+		t.Fatalf("after the cipher file changed underneath, a reads %q…, want %q…", got[:8], two[:8])
+	}
+}
