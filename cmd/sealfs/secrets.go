@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/sealfs/sealfs/crypto"
@@ -170,6 +171,28 @@ func tty() (*os.File, error) {
 	return f, nil
 }
 
+// readHidden prints prompt and reads a line with echo off. Echo goes off
+// before the prompt appears: term.ReadPassword alone turns it off only after
+// the prompt is out, so whatever is typed as soon as the prompt shows (a
+// fast typist, a password manager's auto-type, a test) would be echoed.
+func readHidden(t *os.File, prompt string) ([]byte, error) {
+	fd := int(t.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, fmt.Errorf("terminal settings: %w", err)
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return nil, fmt.Errorf("turning echo off: %w", err)
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	fmt.Fprint(t, prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(t)
+	return b, err
+}
+
 func promptPassword(prompt string, confirm bool) ([]byte, error) {
 	t, err := tty()
 	if err != nil {
@@ -177,9 +200,7 @@ func promptPassword(prompt string, confirm bool) ([]byte, error) {
 	}
 	defer t.Close()
 	read := func(p string) ([]byte, error) {
-		fmt.Fprint(t, p)
-		b, err := term.ReadPassword(int(t.Fd()))
-		fmt.Fprintln(t)
+		b, err := readHidden(t, p)
 		if err != nil {
 			return nil, fmt.Errorf("reading the password: %w", err)
 		}
@@ -223,9 +244,7 @@ func (a *app) recoveryKey() (crypto.RecoveryKey, error) {
 	}
 	defer t.Close()
 	for attempt := 1; ; attempt++ {
-		fmt.Fprint(t, "Recovery key (64 digits in 8 groups; spaces and dashes optional): ")
-		b, err := term.ReadPassword(int(t.Fd()))
-		fmt.Fprintln(t)
+		b, err := readHidden(t, "Recovery key (64 digits in 8 groups; spaces and dashes optional): ")
 		if err != nil {
 			return crypto.RecoveryKey{}, fmt.Errorf("reading the recovery key: %w", err)
 		}
