@@ -36,6 +36,9 @@ var (
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	n.r.touch()
+	if err := n.checkAccess(unix.R_OK); err != nil { // access.go
+		return nil, 0, toErrno(err)
+	}
 	return &dirHandle{n: n}, 0, 0
 }
 

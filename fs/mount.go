@@ -30,8 +30,9 @@ type Options struct {
 	// ReadOnly mounts read-only.
 	ReadOnly bool
 	// AllowOther lets other users enter the mount (FUSE allow_other). Off,
-	// only the mounting user can; with it, the kernel checks the plaintext
-	// modes (default_permissions is always on).
+	// only the mounting user can, and the backing filesystem checks
+	// permissions; with it, the kernel checks the plaintext modes
+	// (default_permissions). See access.go.
 	AllowOther bool
 	// Debug logs every FUSE request (go-fuse's debug output) to Log.
 	Debug bool
@@ -52,10 +53,12 @@ type Server struct {
 //     coherent; the timeouts only bound how long a change made underneath
 //     by a cloud sync stays invisible. Longer ones did not speed up untar or
 //     ls -lR for go-fuse's loopback here, so they would buy staleness only.
-//   - default_permissions: the kernel checks access against the plaintext
-//     modes and owners, so no ACCESS round trips and, with AllowOther, other
-//     users get exactly the rights the modes give them (the daemon itself
-//     may be root).
+//   - default_permissions with AllowOther only: then the kernel checks
+//     access against the plaintext modes and owners, so other users get
+//     exactly the rights the modes give them (the daemon itself may be
+//     root). A single-user mount leaves the checks to the backing
+//     filesystem and saves a directory GETATTR per create and unlink
+//     (access.go).
 //   - No writeback cache: with it the kernel owns mtime and size and sends
 //     data later in its own order, which breaks "utimens after write
 //     sticks" unless proven otherwise; revisit with issue 6's numbers.
@@ -94,7 +97,9 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		MaxWrite:    1 << 20,
 		DirectMount: true,
 		Debug:       o.Debug,
-		Options:     []string{"default_permissions"},
+	}
+	if o.AllowOther {
+		mo.Options = append(mo.Options, "default_permissions") // access.go
 	}
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")

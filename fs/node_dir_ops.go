@@ -129,13 +129,33 @@ func (r *root) takeDirID(dir string) (restore func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Remove(p); err != nil {
+	// rmdir(2) needs write permission on the parent only, but removing the
+	// dirid file needs it on the directory itself: an empty 0555 directory
+	// is made owner-writable for the removal (and until restore, so that
+	// the file can be put back), as openBacking does for 0444 files.
+	unlock := func() {}
+	err = os.Remove(p)
+	if errors.Is(err, os.ErrPermission) {
+		var st unix.Stat_t
+		if unix.Lstat(dir, &st) == nil && unix.Chmod(dir, (st.Mode&07777)|0o700) == nil {
+			mode := st.Mode & 07777
+			unlock = func() {
+				if err := unix.Chmod(dir, mode); err != nil {
+					r.log.Warn("restoring a directory's mode", "cipher_path", dir, "err", err)
+				}
+			}
+			err = os.Remove(p)
+		}
+	}
+	if err != nil {
+		unlock()
 		return nil, err
 	}
 	return func() {
 		if err := os.WriteFile(p, b, 0o444); err != nil {
 			r.log.Error("restoring directory ID file", "cipher_path", p, "err", err)
 		}
+		unlock()
 	}, nil
 }
 

@@ -99,6 +99,12 @@ func (n *node) setattr(ctx context.Context, in *fuse.SetAttrIn) error {
 		}
 	}
 	if size, ok := in.GetSize(); ok {
+		if _, viaFd := in.GetFh(); !viaFd {
+			// truncate(2) by path; ftruncate(2) needed a writable fd.
+			if err := n.checkAccess(unix.W_OK); err != nil {
+				return err
+			}
+		}
 		if err := n.truncate(int64(size)); err != nil {
 			return err
 		}

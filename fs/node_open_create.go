@@ -25,6 +25,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if write && n.r.opts.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
+	if err := n.checkAccess(openMask(flags)); err != nil {
+		return nil, 0, toErrno(err)
+	}
 	of, wasOpen, err := n.acquire(write)
 	if err != nil {
 		return nil, 0, toErrno(err)

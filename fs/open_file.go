@@ -261,9 +261,10 @@ func (of *openFile) ensureWritable() error {
 // inode shares one fd. A file of mode 0444 cannot be opened for writing by a
 // non-root daemon: for a read-only open it is opened read-only (upgraded on
 // the first write open); for a write open the owner write bit is added for
-// the duration of the open(2) and restored at once, as gocryptfs does — the
-// kernel has already checked the caller's permission against the plaintext
-// mode (default_permissions), so this only lifts the daemon's own limit.
+// the duration of the open(2) and restored at once, as gocryptfs does. The
+// caller's permission was checked before: by the kernel against the
+// plaintext mode (AllowOther) or by faccessat in Open and truncate
+// (access.go), so this only lifts the daemon's own limit.
 func (r *root) openBacking(path string, write bool) (f *os.File, writable bool, err error) {
 	const flags = syscall.O_NOFOLLOW
 	if r.opts.ReadOnly {
@@ -283,7 +284,9 @@ func (r *root) openBacking(path string, write bool) (f *os.File, writable bool, 
 		return nil, false, err
 	}
 	mode := st.Mode & 07777
-	if err := syscall.Chmod(path, mode|0o200); err != nil {
+	// Read too: the engine reads the blocks a write covers partly, so even
+	// a write-only (0200) file is opened read-write.
+	if err := syscall.Chmod(path, mode|0o600); err != nil {
 		return nil, false, err
 	}
 	f, err = os.OpenFile(path, os.O_RDWR|flags, 0)

@@ -25,6 +25,9 @@ import (
 var sealfsBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(ownerHelperEnv) != "" {
+		os.Exit(ownerMountHelper())
+	}
 	dir, err := os.MkdirTemp("", "sealfs-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
