@@ -50,6 +50,8 @@ type File struct {
 	// the new tail is not flushed yet). A batch that overwrites it is never
 	// written behind (behind.go).
 	finalOnDisk int64
+	// ahead: the backing file is requested up to here (ahead.go).
+	ahead atomic.Int64
 
 	stats stats
 }

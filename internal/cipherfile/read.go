@@ -31,6 +31,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, f.endErr()
 	}
 	want := int(min(int64(len(p)), f.size-off))
+	f.readAhead(off, want)
 	n, err := f.readLocked(p[:want], off)
 	if err == nil && n < len(p) {
 		err = f.endErr()

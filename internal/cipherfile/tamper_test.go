@@ -266,3 +266,44 @@ func TestWriteBehindNeverLooksComplete(t *testing.T) {
 		check(fmt.Sprintf("append %d after Flush", i))
 	}
 }
+
+// TestReadAheadWindow: large reads request the backing file ahead of the
+// reader (ahead.go), the window only moves forward and only when most of it
+// is used up, and small reads leave it alone.
+func TestReadAheadWindow(t *testing.T) {
+	e := newEnv(t)
+	f := e.create()
+	defer f.Close()
+	data := pattern(16<<20, 5)
+	mustWrite(t, f, data, 0)
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	read := func(off int64, n int) int64 {
+		t.Helper()
+		if _, err := f.ReadAt(buf[:n], off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+			t.Fatalf("read at %d: wrong bytes", off)
+		}
+		return f.ahead.Load()
+	}
+	if got := read(0, 4096); got != 0 {
+		t.Fatalf("a 4 KiB read moved the window to %d", got)
+	}
+	want := crypto.BlockOffset(1<<20/bs) + aheadBytes
+	if got := read(0, 1<<20); got != want {
+		t.Fatalf("after 1 MiB: window at %d, want %d", got, want)
+	}
+	if got := read(1<<20, 1<<20); got != want {
+		t.Fatalf("the second MiB moved the window (%d → %d) though most of it was ahead", want, got)
+	}
+	if got := read(3<<20, 1<<20); got != crypto.BlockOffset(4<<20/bs)+aheadBytes {
+		t.Fatalf("the fourth MiB left the window at %d", got)
+	}
+	if got := read(0, 1<<20); got < want {
+		t.Fatalf("a read behind moved the window back to %d", got)
+	}
+}
