@@ -210,5 +210,6 @@ func (s *Server) Unmount() error {
 		return fmt.Errorf("unmount %s (a process may have its working directory inside): %v: %w",
 			s.mountpoint, err, ErrBusy)
 	}
+	s.r.prefetch.stop()
 	return nil
 }

@@ -40,6 +40,8 @@ type node struct {
 	// cacheStamp: the backing file's state that the kernel's cached pages
 	// of this regular file match (keep_cache.go).
 	cacheStamp stamp
+	// scan: a directory's head-prefetch state (prefetch.go).
+	scan dirScan
 }
 
 func (r *root) newNode() *node { return &node{r: r} }

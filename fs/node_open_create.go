@@ -32,6 +32,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
+	if !wasOpen {
+		n.noteColdOpen()
+	}
 	if write && flags&syscall.O_TRUNC != 0 {
 		// The kernel usually truncates with SETATTR first; this covers
 		// kernels that pass O_TRUNC through. Size 0 again is a no-op.

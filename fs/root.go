@@ -39,6 +39,8 @@ type root struct {
 
 	kills killWrites // see killpriv.go
 
+	prefetch *prefetcher // prefetch.go
+
 	openMu sync.Mutex
 	files  map[fileKey]*openFile // every regular file currently open
 }
@@ -58,6 +60,7 @@ func newRoot(o Options) (*root, error) {
 		opts:        o,
 		dev:         uint64(st.Dev),
 		umask:       readUmask(),
+		prefetch:    newPrefetcher(),
 		asRoot:      os.Geteuid() == 0,
 		attrTimeout: attrTimeout,
 		files:       map[fileKey]*openFile{},

@@ -1,0 +1,134 @@
+package fs
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Head prefetch. A backup or restore that reads the mount (tar, rsync or
+// restic reading from it, a restore) opens file after file of a directory
+// in listing order, and each open waits for one cold disk read: the cipher
+// header, which the engine needs before anything else (and which, through
+// the backing filesystem's readahead, brings in the whole of a small file).
+// A plain directory pays the same wait once per file. sealfs can do better,
+// because it knows more than the kernel: once a second file of a directory
+// is opened cold, the directory is being scanned, so a goroutine asks the
+// backing filesystem for the first prefetchHead bytes of every regular
+// cipher file in it (fadvise WILLNEED starts the reads and returns). The
+// disk then works on many files at once while the reader goes through round
+// trips, and its opens find their headers in the page cache.
+//
+// Listing a directory (ls -l, rsync's and restic's scans) never triggers it:
+// only opens of files do. One prefetch per directory node (go-fuse drops the
+// node when the kernel forgets the directory, so a later scan prefetches
+// again); at most prefetchMax files each, and at most prefetchWorkers
+// directories at a time, skipped rather than queued beyond that. It reads
+// only ciphertext the mount would read anyway; Unmount waits for it.
+
+const (
+	prefetchHead    = 64 << 10 // header + the first block (and then some) of each file
+	prefetchMax     = 4096     // files per directory
+	prefetchWorkers = 2
+	// prefetchAfter: cold opens of files in one directory before it counts
+	// as scanned. One open is a user opening a file; two in a row is a scan.
+	prefetchAfter = 2
+)
+
+// prefetcher is the root's bookkeeping.
+type prefetcher struct {
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	stopped atomic.Bool
+}
+
+func newPrefetcher() *prefetcher {
+	return &prefetcher{sem: make(chan struct{}, prefetchWorkers)}
+}
+
+// stop makes running prefetches end early and waits for them.
+func (p *prefetcher) stop() {
+	p.stopped.Store(true)
+	p.wg.Wait()
+}
+
+// dirScan is a directory node's state.
+type dirScan struct {
+	coldOpens atomic.Int32
+	started   atomic.Bool
+}
+
+// noteColdOpen is called by Open when it had to open n's engine (the file
+// was not open already); it may start prefetching n's directory.
+func (n *node) noteColdOpen() {
+	_, parent := n.Parent()
+	if parent == nil {
+		return
+	}
+	dir := asNode(parent)
+	if dir.scan.coldOpens.Add(1) != prefetchAfter || dir.scan.started.Swap(true) {
+		return
+	}
+	p := n.r.prefetch
+	if p.stopped.Load() {
+		return
+	}
+	select {
+	case p.sem <- struct{}{}:
+	default:
+		dir.scan.started.Store(false) // busy: the next cold open may try again
+		dir.scan.coldOpens.Store(prefetchAfter - 1)
+		return
+	}
+	path, err := dir.cipherPath()
+	if err != nil {
+		<-p.sem
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.sem }()
+		p.heads(path)
+	}()
+}
+
+// heads asks for the first prefetchHead bytes of each regular cipher file in
+// dir. Errors end it quietly: it is only a hint.
+func (p *prefetcher) heads(dir string) {
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(dfd)
+	noatime := unix.O_NOATIME
+	buf := make([]byte, 32<<10)
+	done := 0
+	for done < prefetchMax && !p.stopped.Load() {
+		nb, err := unix.Getdents(dfd, buf)
+		if err != nil || nb <= 0 {
+			return
+		}
+		forEachDirent(buf[:nb], func(_ uint64, typ uint8, name string) {
+			if typ != unix.DT_REG || strings.HasPrefix(name, metaPrefix) || done >= prefetchMax || p.stopped.Load() {
+				return
+			}
+			done++
+			// O_NONBLOCK: the entry may have become a FIFO since getdents.
+			flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+			fd, err := unix.Openat(dfd, name, flags|noatime, 0)
+			if err == unix.EPERM && noatime != 0 {
+				// O_NOATIME needs ownership; keep atime semantics then.
+				noatime = 0
+				fd, err = unix.Openat(dfd, name, flags, 0)
+			}
+			if err != nil {
+				return
+			}
+			_ = unix.Fadvise(fd, 0, prefetchHead, unix.FADV_WILLNEED)
+			unix.Close(fd)
+		})
+	}
+}
