@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -207,8 +208,13 @@ func (s *Server) Unmount() error {
 		return fmt.Errorf("unmount %s: %d file(s) still open: %w", s.mountpoint, n, ErrBusy)
 	}
 	if err := s.srv.Unmount(); err != nil {
-		return fmt.Errorf("unmount %s (a process may have its working directory inside): %v: %w",
-			s.mountpoint, err, ErrBusy)
+		// umount(2) says EBUSY; through fusermount (unprivileged) only its
+		// message does.
+		if errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "busy") {
+			return fmt.Errorf("unmount %s (a process may have its working directory inside): %v: %w",
+				s.mountpoint, err, ErrBusy)
+		}
+		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
 	}
 	s.r.prefetch.stop()
 	return nil
