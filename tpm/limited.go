@@ -93,31 +93,16 @@ const (
 // allows maxTries consecutive wrong passwords before the slot is unusable
 // for good. The returned key carries NVIndex, NVName and MaxTries.
 func (t *TPM) SealLimited(secret, authValue []byte, pcrs []int, maxTries int) (*SealedKey, error) {
-	if len(secret) == 0 || len(secret) > MaxSecret {
-		return nil, fmt.Errorf("tpm: seal: secret must be 1..%d bytes, got %d", MaxSecret, len(secret))
-	}
 	if maxTries < 1 || maxTries > MaxTriesLimit {
 		return nil, fmt.Errorf("tpm: seal: maxTries must be 1..%d, got %d", MaxTriesLimit, maxTries)
 	}
-	if err := checkAuthValue(authValue); err != nil {
-		return nil, fmt.Errorf("tpm: seal: %w", err)
-	}
-	pcrs, err := normalisePCRs(pcrs)
+	pcrs, err := checkSealArgs(secret, authValue, pcrs)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: seal: %w", err)
+		return nil, err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, err := t.createSRK()
-	if err != nil {
-		return nil, fmt.Errorf("tpm: seal: %w", err)
-	}
-	defer t.flush(s.handle)
-	k, err := t.sealLimited(s, secret, authValue, pcrs, uint32(maxTries))
-	if err != nil {
-		return nil, fmt.Errorf("tpm: seal: %w", err)
-	}
-	return k, nil
+	return t.withSRK(func(s *srk) (*SealedKey, error) {
+		return t.sealLimited(s, secret, authValue, pcrs, uint32(maxTries))
+	})
 }
 
 func (t *TPM) sealLimited(s *srk, secret, authValue []byte, pcrs []int, maxTries uint32) (*SealedKey, error) {

@@ -41,6 +41,16 @@ type SealedKey struct {
 // lockout. authValue must not contain a 0x00 byte (go-tpm v0.9.8 truncates
 // HMAC keys there); pass an encoded KDF output.
 func (t *TPM) Seal(secret, authValue []byte, pcrs []int) (*SealedKey, error) {
+	pcrs, err := checkSealArgs(secret, authValue, pcrs)
+	if err != nil {
+		return nil, err
+	}
+	return t.withSRK(func(s *srk) (*SealedKey, error) { return t.seal(s, secret, authValue, pcrs) })
+}
+
+// checkSealArgs validates what Seal and SealLimited are given and returns
+// the PCR list sorted and de-duplicated.
+func checkSealArgs(secret, authValue []byte, pcrs []int) ([]int, error) {
 	if len(secret) == 0 || len(secret) > MaxSecret {
 		return nil, fmt.Errorf("tpm: seal: secret must be 1..%d bytes, got %d", MaxSecret, len(secret))
 	}
@@ -51,6 +61,11 @@ func (t *TPM) Seal(secret, authValue []byte, pcrs []int) (*SealedKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm: seal: %w", err)
 	}
+	return pcrs, nil
+}
+
+// withSRK runs seal under the TPM lock with a fresh SRK, flushed after.
+func (t *TPM) withSRK(seal func(s *srk) (*SealedKey, error)) (*SealedKey, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, err := t.createSRK()
@@ -58,23 +73,31 @@ func (t *TPM) Seal(secret, authValue []byte, pcrs []int) (*SealedKey, error) {
 		return nil, fmt.Errorf("tpm: seal: %w", err)
 	}
 	defer t.flush(s.handle)
+	k, err := seal(s)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: seal: %w", err)
+	}
+	return k, nil
+}
 
+// seal creates the sealed object under s (errors unprefixed: withSRK adds).
+func (t *TPM) seal(s *srk, secret, authValue []byte, pcrs []int) (*SealedKey, error) {
+	var err error
 	key := &SealedKey{SRKName: bytes.Clone(s.name.Buffer), PCRs: pcrs}
 	tmpl := sealTemplate()
 	if len(pcrs) > 0 {
 		if key.PCRValues, err = t.readPCRs(pcrs); err != nil {
-			return nil, fmt.Errorf("tpm: seal: %w", err)
+			return nil, err
 		}
 		policy, err := pcrAuthPolicy(pcrs, key.PCRValues)
 		if err != nil {
-			return nil, fmt.Errorf("tpm: seal: %w", err)
+			return nil, err
 		}
 		tmpl.ObjectAttributes.UserWithAuth = false // only the policy may authorise
 		tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: policy}
 	}
-	key.Public, key.Private, err = t.create(s, tmpl, secret, authValue)
-	if err != nil {
-		return nil, fmt.Errorf("tpm: seal: %w", err)
+	if key.Public, key.Private, err = t.create(s, tmpl, secret, authValue); err != nil {
+		return nil, err
 	}
 	return key, nil
 }
