@@ -23,18 +23,29 @@ import (
 // stops asking (coreutils ls: getfilecon_cache, file_has_acl_cache), so
 // ls -lR costs three round trips instead of two to three per entry.
 
-func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	n.r.touch()
+// xattrPlace returns the stored name of attribute attr and the cipher path
+// it lives on. unencryptable is the answer for a user.* name that cannot be
+// encrypted (too long): no such attribute for a read, invalid for a write.
+func (n *node) xattrPlace(attr string, unencryptable syscall.Errno) (stored, path string, errno syscall.Errno) {
 	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
-		return 0, syscall.EOPNOTSUPP
+		return "", "", syscall.EOPNOTSUPP
 	}
 	stored, err := n.r.keys.EncryptXattrName(attr)
 	if err != nil {
-		return 0, syscall.ENODATA
+		return "", "", unencryptable
 	}
-	p, err := n.cipherPath()
+	path, err = n.cipherPath()
 	if err != nil {
-		return 0, toErrno(err)
+		return "", "", toErrno(err)
+	}
+	return stored, path, 0
+}
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.r.touch()
+	stored, p, errno := n.xattrPlace(attr, syscall.ENODATA)
+	if errno != 0 {
+		return 0, errno
 	}
 	raw, err := lgetxattr(p, stored)
 	if err != nil {
@@ -56,16 +67,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
-		return syscall.EOPNOTSUPP
-	}
-	stored, err := n.r.keys.EncryptXattrName(attr)
-	if err != nil {
-		return syscall.EINVAL
-	}
-	p, err := n.cipherPath()
-	if err != nil {
-		return toErrno(err)
+	stored, p, errno := n.xattrPlace(attr, syscall.EINVAL)
+	if errno != 0 {
+		return errno
 	}
 	return toErrno(unix.Lsetxattr(p, stored, n.r.keys.EncryptXattrValue(stored, data), int(flags)))
 }
@@ -75,16 +79,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	if !strings.HasPrefix(attr, crypto.XattrPrefix) {
-		return syscall.EOPNOTSUPP
-	}
-	stored, err := n.r.keys.EncryptXattrName(attr)
-	if err != nil {
-		return syscall.ENODATA
-	}
-	p, err := n.cipherPath()
-	if err != nil {
-		return toErrno(err)
+	stored, p, errno := n.xattrPlace(attr, syscall.ENODATA)
+	if errno != 0 {
+		return errno
 	}
 	return toErrno(unix.Lremovexattr(p, stored))
 }
