@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -69,15 +70,30 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 }
 
 // Lookup serves READDIRPLUS for the entry Readdirent just returned.
+//
+// An entry this mount described in a READDIRPLUS moments ago (plusFresh)
+// gets no attributes this time: the kernel still holds them, and a zero node
+// ID in a READDIRPLUS entry tells it just that (fuse_direntplus_link: "the
+// filesystem did not want to return attributes for this entry"), so it
+// lists the name as plain READDIR would. rm -rf and other fts walkers list
+// every directory twice in a row; this halves their statx calls and node
+// work.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d.mu.Lock()
-	stored := ""
+	stored, ino := "", uint64(0)
 	if i := d.pos - 1; i >= 0 && i < len(d.entries) && d.entries[i].Name == name {
-		stored = d.stored[i]
+		stored, ino = d.stored[i], d.entries[i].Ino
 	}
 	d.mu.Unlock()
 	if stored == "" {
 		return d.n.Lookup(ctx, name, out)
+	}
+	known := d.n.GetChild(name)
+	if known != nil && known.StableAttr().Ino != ino {
+		known = nil
+	}
+	if known != nil && asNode(known).plusFresh() {
+		return nil, errNoAttrs
 	}
 	dir, err := d.n.cipherPath()
 	if err != nil {
@@ -87,7 +103,24 @@ func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err := statx(dir+"/"+stored, &st); err != nil {
 		return nil, toErrno(err)
 	}
-	return d.n.newChild(ctx, name, stored, &st, out), 0
+	ch := d.n.newChild(ctx, name, stored, &st, out)
+	if known != nil && known.StableAttr().Ino == ch.StableAttr().Ino {
+		ch = known // go-fuse keeps the node it has (newChild)
+	}
+	asNode(ch).plusAt.Store(time.Now().UnixNano())
+	return ch, 0
+}
+
+// errNoAttrs makes go-fuse send a READDIRPLUS entry without a node ID
+// (and without adding a child), i.e. the name without attributes.
+const errNoAttrs = syscall.EAGAIN
+
+// plusFresh: the kernel got n's attributes from a READDIRPLUS within the
+// last half attribute timeout, so it still holds them (or dropped them for
+// a reason a repeat would not fix, such as a write).
+func (n *node) plusFresh() bool {
+	t := n.plusAt.Load()
+	return t != 0 && time.Since(time.Unix(0, t)) < attrTimeout/2
 }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {

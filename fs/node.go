@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -42,6 +43,9 @@ type node struct {
 	cacheStamp stamp
 	// scan: a directory's head-prefetch state (prefetch.go).
 	scan dirScan
+	// plusAt: when a READDIRPLUS last gave the kernel n's attributes, unix
+	// nanoseconds (dir_stream.go).
+	plusAt atomic.Int64
 }
 
 func (r *root) newNode() *node { return &node{r: r} }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -543,5 +545,67 @@ func TestFSKeepCacheSeesChangesUnderneath(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // past the attribute timeout
 	if got := mustRead(t, m.p("a")); !bytes.Equal(got, two) {
 		t.Fatalf("after the cipher file changed underneath, a reads %q…, want %q…", got[:8], two[:8])
+	}
+}
+
+// TestFSListTwice: a directory listed again right after a listing gets its
+// entries without attributes (the kernel still has them; fs/dir_stream.go).
+// Names, types and every stat field must come out the same either way, and
+// a change made through the mount in between must show.
+func TestFSListTwice(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	if err := os.Mkdir(m.p("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		p := m.p("d", fmt.Sprintf("f%02d", i))
+		mustWrite(t, p, bytes.Repeat([]byte("x"), i*100))
+		if err := os.Chmod(p, os.FileMode(0o600+i%8)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(m.p("d", "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f01", m.p("d", "link")); err != nil {
+		t.Fatal(err)
+	}
+	list := func() map[string]string {
+		t.Helper()
+		ents, err := os.ReadDir(m.p("d"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			out[e.Name()] = fmt.Sprintf("%v %v %d %d %d %d", e.Type(), fi.Mode(), fi.Size(), st.Ino, st.Nlink, fi.ModTime().UnixNano())
+		}
+		return out
+	}
+	m.remount(mountOpts{})
+	first, second := list(), list()
+	if len(first) != 42 {
+		t.Fatalf("first listing has %d entries, want 42", len(first))
+	}
+	if !reflect.DeepEqual(first, second) {
+		t.Fatalf("a second listing differs:\n%v\n%v", first, second)
+	}
+	if err := os.Chmod(m.p("d", "f03"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.p("d", "f04"), []byte("short"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := list()
+	if !strings.Contains(third["f03"], "-rw-r-----") {
+		t.Errorf("chmod between listings not seen: %s", third["f03"])
+	}
+	if !strings.Contains(third["f04"], " 5 ") {
+		t.Errorf("rewrite between listings not seen: %s", third["f04"])
 	}
 }
