@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strconv"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -52,13 +53,27 @@ func (n *node) checkAccess(mask uint32) error {
 	}
 	p, err := n.cipherPath()
 	if err != nil {
-		return err
+		// Unlinked but still open (reopened through /proc/PID/fd): the
+		// engine's fd is the only way to the backing inode.
+		of := n.existingOpen()
+		if of == nil {
+			return err
+		}
+		defer n.release(of)
+		return of.withFd(func(fd int) error {
+			return unix.Faccessat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), mask, 0)
+		})
 	}
 	return unix.Faccessat(unix.AT_FDCWD, p, mask, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// fmodeExec is __FMODE_EXEC: execve's open carries it in the FUSE OPEN flags.
+const fmodeExec = 0x20
+
 // openMask is the access an open(2) with flags needs, as the kernel's
 // may_open computes it (O_TRUNC needs write permission even with O_RDONLY).
+// An execve needs X_OK on top: without default_permissions the kernel
+// only checks that some x bit is set, not the caller's.
 func openMask(flags uint32) uint32 {
 	var m uint32
 	switch flags & accMode {
@@ -71,6 +86,9 @@ func openMask(flags uint32) uint32 {
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		m |= unix.W_OK
+	}
+	if flags&fmodeExec != 0 {
+		m |= unix.X_OK
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -133,11 +134,19 @@ func (r *root) takeDirID(dir string) (restore func(), err error) {
 	// dirid file needs it on the directory itself: an empty 0555 directory
 	// is made owner-writable for the removal (and until restore, so that
 	// the file can be put back), as openBacking does for 0444 files.
+	// Only for a directory holding nothing but sealfs metadata (otherwise
+	// its ID file would be gone while it still has entries, and rmdir(2)
+	// refuses anyway), and not where the chmod back could not restore a
+	// set-group-ID bit (a non-root daemon outside the directory's group).
 	unlock := func() {}
 	err = os.Remove(p)
 	if errors.Is(err, os.ErrPermission) {
 		var st unix.Stat_t
-		if unix.Lstat(dir, &st) == nil && unix.Chmod(dir, (st.Mode&07777)|0o700) == nil {
+		if !onlyMeta(dir) {
+			return nil, syscall.ENOTEMPTY
+		}
+		if unix.Lstat(dir, &st) == nil && (r.asRoot || st.Mode&unix.S_ISGID == 0) &&
+			unix.Chmod(dir, (st.Mode&07777)|0o700) == nil {
 			mode := st.Mode & 07777
 			unlock = func() {
 				if err := unix.Chmod(dir, mode); err != nil {
@@ -157,6 +166,20 @@ func (r *root) takeDirID(dir string) (restore func(), err error) {
 		}
 		unlock()
 	}, nil
+}
+
+// onlyMeta reports whether dir lists nothing but sealfs metadata.
+func onlyMeta(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), metaPrefix) {
+			return false
+		}
+	}
+	return true
 }
 
 // logLeftoverMeta explains an ENOTEMPTY on a directory that lists empty:

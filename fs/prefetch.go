@@ -26,7 +26,8 @@ import (
 // node when the kernel forgets the directory, so a later scan prefetches
 // again); at most prefetchMax files each, and at most prefetchWorkers
 // directories at a time, skipped rather than queued beyond that. It reads
-// only ciphertext the mount would read anyway; Unmount waits for it.
+// only ciphertext, and only where the cipher directory is on a local disk
+// (newPrefetcher); Unmount waits for it.
 
 const (
 	prefetchHead    = 64 << 10 // header + the first block (and then some) of each file
@@ -44,8 +45,29 @@ type prefetcher struct {
 	stopped atomic.Bool
 }
 
-func newPrefetcher() *prefetcher {
-	return &prefetcher{sem: make(chan struct{}, prefetchWorkers)}
+// newPrefetcher returns a prefetcher for the cipher directory dir, stopped
+// from the start unless dir lies on a local disk filesystem: on a network
+// or FUSE filesystem (an rclone mount, a sync client's virtual files) an
+// open can mean a download, and a prefetch would fetch files no one reads.
+func newPrefetcher(dir string) *prefetcher {
+	p := &prefetcher{sem: make(chan struct{}, prefetchWorkers)}
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil || !localFS[int64(st.Type)] {
+		p.stopped.Store(true)
+	}
+	return p
+}
+
+// localFS: filesystem magic numbers (statfs f_type) of local disk
+// filesystems, where reading ahead costs only page cache.
+var localFS = map[int64]bool{
+	unix.EXT4_SUPER_MAGIC:  true, // also ext2/ext3
+	unix.XFS_SUPER_MAGIC:   true,
+	unix.BTRFS_SUPER_MAGIC: true,
+	unix.F2FS_SUPER_MAGIC:  true,
+	unix.TMPFS_MAGIC:       true,
+	0x2fc12fc1:             true, // zfs
+	0xca451a4e:             true, // bcachefs
 }
 
 // stop makes running prefetches end early and waits for them.

@@ -60,7 +60,7 @@ func newRoot(o Options) (*root, error) {
 		opts:        o,
 		dev:         uint64(st.Dev),
 		umask:       readUmask(),
-		prefetch:    newPrefetcher(),
+		prefetch:    newPrefetcher(o.CipherDir),
 		asRoot:      os.Geteuid() == 0,
 		attrTimeout: attrTimeout,
 		files:       map[fileKey]*openFile{},

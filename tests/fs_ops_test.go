@@ -609,3 +609,29 @@ func TestFSListTwice(t *testing.T) {
 		t.Errorf("rewrite between listings not seen: %s", third["f04"])
 	}
 }
+
+// TestFSReopenDeletedOpenFile: a file unlinked while open can still be
+// opened again and truncated through /proc/PID/fd, as on ext4 (the
+// permission check then goes through the engine's fd; fs/access.go).
+func TestFSReopenDeletedOpenFile(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	mustWrite(t, m.p("gone"), []byte("still here"))
+	f, err := os.Open(m.p("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(m.p("gone")); err != nil {
+		t.Fatal(err)
+	}
+	proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if got, err := os.ReadFile(proc); err != nil || string(got) != "still here" {
+		t.Fatalf("reopening the deleted file: %q, %v", got, err)
+	}
+	if err := os.Truncate(proc, 5); err != nil {
+		t.Fatalf("truncate through /proc: %v", err)
+	}
+	if got, err := os.ReadFile(proc); err != nil || string(got) != "still" {
+		t.Fatalf("after truncate: %q, %v", got, err)
+	}
+}

@@ -83,6 +83,7 @@ echo data >none; chmod 000 none
 echo data >rw
 printf '#!/bin/sh\necho ran\n' >x; chmod 755 x
 printf '#!/bin/sh\necho ran\n' >nox; chmod 644 nox
+printf '#!/bin/sh\necho ran\n' >ox; chmod 601 ox
 mkdir d555 d300 d600 d700 e555; echo f >d555/f; echo f >d300/f; echo f >d600/f
 chmod 555 d555 e555; chmod 300 d300; chmod 600 d600
 sh_t 'echo more >>ro'
@@ -96,7 +97,7 @@ t test -r ro; t test -w ro; t test -x ro
 t test -r wo; t test -w wo
 t test -r none; t test -w none
 t test -x x; t test -x nox
-t ./x; t ./nox
+t ./x; t ./nox; t ./ox
 # A writable fd held across a chmod 0444 must not let a new open write.
 exec 3>>rw; chmod 444 rw
 sh_t 'echo more >>rw'
@@ -119,6 +120,11 @@ t rmdir e555
 t mkdir -m 555 m555
 t touch m555/in
 t rmdir m555
+# Not empty and read-only: refused, and left exactly as it was.
+mkdir f555; echo a >f555/a; chmod 555 f555
+t rmdir f555
+t ls f555
+t mv d700 f555
 chmod 755 d555 d300 d600
 ls -l | awk 'NR > 1 {print $1, $NF}' | sort -k2
 `

@@ -24,9 +24,14 @@ import (
 // flushLocked (so Flush, Sync, Truncate, Allocate and Close). A failed
 // background write is reported by the next of those and leaves the File
 // failed, as a write that fails after bytes reached the disk always did
-// (see fail). It cannot be ENOSPC: the range was reserved before sealing
-// (reserve). Without fallocate on the backing filesystem, where ENOSPC is
-// possible, batches are written inline so that the writer sees it.
+// (see fail). On a filesystem that writes in place it cannot be ENOSPC:
+// the range was reserved before sealing (reserve). Without fallocate on the
+// backing filesystem, where ENOSPC is possible, batches are written inline
+// so that the writer sees it. On a copy-on-write filesystem (btrfs, XFS
+// with reflinks) an overwrite of reserved space can still run out of space,
+// and an I/O error can happen anywhere: such a failure reaches the program
+// at its next write, fsync or close, not at the write it belongs to, as a
+// writeback error does on any page-cache filesystem.
 //
 // A batch that overwrites the block sealed final on disk (the first batch of
 // a write extending a flushed file) is written inline too: once an extending
