@@ -106,8 +106,8 @@ func TestFSSetIDCleared(t *testing.T) {
 			out, err = asNobody(t, "cd "+dir+" && "+script)
 		} else {
 			var b []byte
-			cmd := exec.Command("/bin/sh", "-c", script)
-			cmd.Dir = dir
+			// cd after exec, not cmd.Dir: see TestFSUnmountBusy.
+			cmd := exec.Command("/bin/sh", "-c", "cd "+dir+" && "+script)
 			b, err = cmd.CombinedOutput()
 			out = string(b)
 		}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -48,13 +49,25 @@ func TestFSUnmountBusy(t *testing.T) {
 	t.Logf("busy message: %v", err)
 	f.Close()
 	os.Mkdir(m.p("cwd"), 0o755)
-	cmd := exec.Command("sleep", "30")
-	cmd.Dir = m.p("cwd")
+	// The shell changes into the mount after exec, not cmd.Dir: the daemon
+	// serves from this process, and a child forked with a working
+	// directory inside the mount would chdir before exec, as a vfork child
+	// sharing this process's memory and blocking one of its threads, which
+	// can hold up the daemon (a GC stop-the-world waits for that thread)
+	// while the chdir waits for the daemon: a deadlock only tests can make.
+	cmd := exec.Command("/bin/sh", "-c", `cd "$0" && echo inside && exec sleep 30`, m.p("cwd"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "inside\n" {
+		t.Fatalf("the child did not enter the mount: %q", line)
+	}
 	err = m.srv.Unmount()
 	if !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("unmount with a cwd inside: %v, want EBUSY", err)
