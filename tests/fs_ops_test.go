@@ -507,22 +507,7 @@ func TestFSKeepCacheSeesChangesUnderneath(t *testing.T) {
 			t.Fatal("a reads wrong before the change")
 		}
 	}
-	cipherOf := func(name string) string {
-		t.Helper()
-		var st syscall.Stat_t
-		if err := syscall.Stat(m.p(name), &st); err != nil {
-			t.Fatal(err)
-		}
-		for _, rel := range m.cipherFiles() {
-			var cst syscall.Stat_t
-			if syscall.Stat(m.cipher+"/"+rel, &cst) == nil && cst.Ino == st.Ino {
-				return m.cipher + "/" + rel
-			}
-		}
-		t.Fatalf("no cipher file for %s", name)
-		return ""
-	}
-	a, b := cipherOf("a"), cipherOf("b")
+	a, b := m.cipherOf("a"), m.cipherOf("b")
 	raw, err := os.ReadFile(b)
 	if err != nil {
 		t.Fatal(err)

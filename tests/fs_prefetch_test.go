@@ -65,22 +65,6 @@ func TestFSPrefetchHeads(t *testing.T) {
 			mustWrite(t, m.p(d, fmt.Sprintf("f%03d", i)), bytes.Repeat([]byte{byte(i)}, 5000))
 		}
 	}
-	cipherDirOf := func(name string) string {
-		t.Helper()
-		var st unix.Stat_t
-		if err := unix.Stat(m.p(name), &st); err != nil {
-			t.Fatal(err)
-		}
-		ents, _ := os.ReadDir(m.cipher)
-		for _, e := range ents {
-			var cst unix.Stat_t
-			if unix.Stat(filepath.Join(m.cipher, e.Name()), &cst) == nil && cst.Ino == st.Ino {
-				return filepath.Join(m.cipher, e.Name())
-			}
-		}
-		t.Fatalf("no cipher dir for %s", name)
-		return ""
-	}
 	cipherFiles := func(dir string) []string {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
@@ -97,7 +81,7 @@ func TestFSPrefetchHeads(t *testing.T) {
 		}
 		return out
 	}
-	scan, single := cipherFiles(cipherDirOf("scan")), cipherFiles(cipherDirOf("single"))
+	scan, single := cipherFiles(m.cipherOf("scan")), cipherFiles(m.cipherOf("single"))
 	countResident := func(files []string) int {
 		c := 0
 		for _, f := range files {

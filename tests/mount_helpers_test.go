@@ -179,6 +179,24 @@ func (m *testMount) p(elem ...string) string {
 }
 
 // cipherFiles lists every path under the cipher dir (relative, sorted by walk).
+// cipherOf returns the cipher path of the plaintext entry name (relative to
+// the mount), found by its inode number, which the mount passes through.
+func (m *testMount) cipherOf(name string) string {
+	m.t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(m.p(name), &st); err != nil {
+		m.t.Fatal(err)
+	}
+	for _, rel := range m.cipherFiles() {
+		var cst syscall.Stat_t
+		if syscall.Lstat(m.cipher+"/"+rel, &cst) == nil && cst.Ino == st.Ino {
+			return m.cipher + "/" + rel
+		}
+	}
+	m.t.Fatalf("no cipher entry for %s", name)
+	return ""
+}
+
 func (m *testMount) cipherFiles() []string {
 	m.t.Helper()
 	var out []string
