@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,10 @@ type Options struct {
 	AllowOther bool
 	// Debug logs every FUSE request (go-fuse's debug output) to Log.
 	Debug bool
+	// TuneProcs lets the mount run the process with half its GOMAXPROCS
+	// except while data streams (procs.go), and restores it at Unmount. For
+	// a process that serves one mount and does little else (the daemon).
+	TuneProcs bool
 }
 
 // Server is a mounted vault.
@@ -78,6 +83,8 @@ type Server struct {
 //     fusermount as fallback for unprivileged users.
 //   - Xattrs enabled (user.* is offered); READDIRPLUS on so ls -l and rsync
 //     get attributes with the listing.
+//   - With TuneProcs, half the Ps except while data streams (procs.go):
+//     fewer cross-CPU wakeups per round trip.
 func Mount(mountpoint string, o Options) (*Server, error) {
 	if o.Keys == nil {
 		return nil, errors.New("mount: no keys")
@@ -113,6 +120,10 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
 	mo.ExtraCapabilities |= killCaps
+	if o.TuneProcs {
+		def := runtime.GOMAXPROCS(0)
+		r.procs = newProcsGovernor(max(1, def/2), def)
+	}
 	nodeFS := gofs.NewNodeFS(rootNode, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &sec,
@@ -131,6 +142,7 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		err = srv.WaitMount()
 	}
 	if err != nil {
+		r.procs.stop()
 		return nil, fmt.Errorf("mount %s on %s: %w", o.CipherDir, mountpoint, err)
 	}
 	setReadahead(mountpoint, readaheadKiB, o.Log)
@@ -217,5 +229,6 @@ func (s *Server) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
 	}
 	s.r.prefetch.stop()
+	s.r.procs.stop()
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/sealfs/sealfs/fs"
 	"github.com/sealfs/sealfs/internal/vault"
@@ -16,5 +17,7 @@ func mountFS(mountpoint string, v *vault.Vault, log *slog.Logger, o mountOptions
 		ReadOnly:   o.readOnly,
 		AllowOther: o.allowOther,
 		Debug:      o.debug,
+		// The daemon serves this one mount; $GOMAXPROCS, when set, wins.
+		TuneProcs: os.Getenv("GOMAXPROCS") == "",
 	})
 }
