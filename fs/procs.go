@@ -19,14 +19,19 @@ import (
 // another CPU (an IPI, a VM exit under a hypervisor). A loop of
 // create/write/chmod/close on a 2-CPU VM (perf stat on the daemon): 9.3k
 // futex calls and 66k context switches per 32k requests with GOMAXPROCS=2,
-// 0.9k and 42k with 1. bench/ab medians, 1 against 2: untar 6.27 → 5.83 s
-// and 6.59 → 5.29 s (two runs), rsync 8.56 → 7.93 s, tar read 3.42 → 3.09 s,
-// rm -rf 1.64 → 1.53 s. But a cold sequential read needs more than one CPU
-// in the daemon (decrypting, copying into the reply, page cache readahead):
-// 1 GiB 1.10 → 1.38 s with one P. So a READ or WRITE of bulkBytes or more
-// raises GOMAXPROCS to the default until no such request has come for
-// bulkLinger. Changing GOMAXPROCS stops the world for microseconds; it
-// happens at the edges of a transfer only.
+// 0.9k and 42k with 1. bench/ab medians with this governor against a P per
+// CPU: untar 6.71 → 5.73 s, rm -rf 1.69 → 1.39 s; tar read, rsync, ls -lR,
+// restic and sequential I/O unchanged within the noise. A cold sequential
+// read needs more than one CPU in the daemon (decrypting, copying into the
+// reply, page cache readahead): 1 GiB 1.10 → 1.38 s with one P fixed. So a
+// READ or WRITE of bulkBytes or more raises GOMAXPROCS to the default until
+// no such request has come for bulkLinger. Changing GOMAXPROCS stops the
+// world for microseconds; it happens at the edges of a transfer only.
+//
+// The price: with one P, a goroutine in a system call that blocks (a cold
+// disk read) holds the P until sysmon hands it on, 20 µs to 10 ms later, so
+// a second client's request can wait that long behind it. Only measured on
+// 2 CPUs; on more, half of them stay with the daemon.
 type procsGovernor struct {
 	low, high int
 	lastBulk  atomic.Int64 // unix nanoseconds of the last bulk request
