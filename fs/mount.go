@@ -39,8 +39,9 @@ type Options struct {
 	// Debug logs every FUSE request (go-fuse's debug output) to Log.
 	Debug bool
 	// TuneProcs lets the mount run the process with half its GOMAXPROCS
-	// except while data streams (procs.go), and restores it at Unmount. For
-	// a process that serves one mount and does little else (the daemon).
+	// except while data streams (procs.go), and hands it back to Go at
+	// Unmount. For a process that serves this one mount and does little
+	// else (the daemon); at most one TuneProcs mount per process.
 	TuneProcs bool
 }
 
@@ -122,7 +123,7 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	mo.ExtraCapabilities |= killCaps
 	if o.TuneProcs {
 		def := runtime.GOMAXPROCS(0)
-		r.procs = newProcsGovernor(max(1, def/2), def)
+		r.procs = newProcsGovernor(max(1, def/2), def, bulkLinger)
 	}
 	nodeFS := gofs.NewNodeFS(rootNode, &gofs.Options{
 		MountOptions:    mo,

@@ -32,9 +32,16 @@ import (
 // disk read) holds the P until sysmon hands it on, 20 µs to 10 ms later, so
 // a second client's request can wait that long behind it. Only measured on
 // 2 CPUs; on more, half of them stay with the daemon.
+//
+// The numbers are taken once, at mount, from Go's default then (which follows
+// cgroup limits); an explicit GOMAXPROCS switches off Go's own updates of it
+// until stop hands them back. One TuneProcs mount per process: a second
+// would halve the first one's lowered value.
 type procsGovernor struct {
 	low, high int
-	lastBulk  atomic.Int64 // unix nanoseconds of the last bulk request
+	linger    time.Duration
+	start     time.Time    // lastBulk counts from here (monotonic)
+	lastBulk  atomic.Int64 // nanoseconds since start of the last bulk request
 	raised    atomic.Bool
 
 	mu      sync.Mutex // serialises GOMAXPROCS changes and stopped
@@ -48,15 +55,17 @@ const (
 	bulkLinger = 200 * time.Millisecond
 )
 
-// newProcsGovernor lowers GOMAXPROCS from high to low now (before go-fuse
-// sizes its reader pool from it). It returns nil, changing nothing, when
-// there is nothing to switch between.
-func newProcsGovernor(low, high int) *procsGovernor {
+// newProcsGovernor lowers GOMAXPROCS from high to low now. Called before
+// fuse.NewServer, so go-fuse sizes its pool of waiting readers from low
+// (it never uses fewer than 2); raising does not grow that pool, which
+// only bounds goroutines blocked in read(2). It returns nil, changing
+// nothing, when there is nothing to switch between.
+func newProcsGovernor(low, high int, linger time.Duration) *procsGovernor {
 	if low >= high {
 		return nil
 	}
 	runtime.GOMAXPROCS(low)
-	return &procsGovernor{low: low, high: high}
+	return &procsGovernor{low: low, high: high, linger: linger, start: time.Now()}
 }
 
 // bulk notes a READ or WRITE of n bytes.
@@ -64,7 +73,7 @@ func (g *procsGovernor) bulk(n int) {
 	if g == nil || n < bulkBytes {
 		return
 	}
-	g.lastBulk.Store(time.Now().UnixNano())
+	g.lastBulk.Store(int64(time.Since(g.start)))
 	if g.raised.Load() {
 		return
 	}
@@ -78,24 +87,34 @@ func (g *procsGovernor) bulk(n int) {
 	go g.lowerWhenQuiet()
 }
 
+// lowerWhenQuiet lowers GOMAXPROCS once no bulk request has come for linger.
+// raised is cleared before lastBulk is read again: a bulk that stored its
+// time after that read sees raised false and raises again (sequentially
+// consistent atomics), so no raise is lost.
 func (g *procsGovernor) lowerWhenQuiet() {
+	wait := g.linger
 	for {
-		time.Sleep(bulkLinger)
+		time.Sleep(wait)
 		g.mu.Lock()
-		quiet := time.Since(time.Unix(0, g.lastBulk.Load())) >= bulkLinger
-		if g.stopped || quiet {
-			if !g.stopped {
-				runtime.GOMAXPROCS(g.low)
-			}
-			g.raised.Store(false)
+		g.raised.Store(false)
+		if g.stopped {
 			g.mu.Unlock()
 			return
 		}
+		if idle := time.Since(g.start) - time.Duration(g.lastBulk.Load()); idle < g.linger {
+			g.raised.Store(true)
+			g.mu.Unlock()
+			wait = g.linger - idle
+			continue
+		}
+		runtime.GOMAXPROCS(g.low)
 		g.mu.Unlock()
+		return
 	}
 }
 
-// stop gives the process its GOMAXPROCS back (at unmount).
+// stop hands GOMAXPROCS back to Go (its default, and its own updates of
+// it) at unmount.
 func (g *procsGovernor) stop() {
 	if g == nil {
 		return
@@ -103,5 +122,5 @@ func (g *procsGovernor) stop() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stopped = true
-	runtime.GOMAXPROCS(g.high)
+	runtime.SetDefaultGOMAXPROCS()
 }
