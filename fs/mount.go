@@ -106,6 +106,13 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 		MaxWrite:    1 << 20,
 		DirectMount: true,
 		Debug:       o.Debug,
+		// Every READ answer is decrypted bytes in memory, never a file
+		// descriptor go-fuse could splice from. Left on, go-fuse tried
+		// anyway: for a small READ it sized a pipe and wrote the reply
+		// header into it before giving up (three or four wasted system
+		// calls), and for a 1 MiB READ, too large for a pipe, it logged
+		// a line to the daemon's log.
+		DisableSplice: true,
 	}
 	if o.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions") // access.go
@@ -113,6 +120,8 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
+	// go-fuse's server otherwise prints to the daemon's stderr, past slog.
+	mo.Logger = log.New(slogWriter{o.Log}, "", 0)
 	if o.Debug {
 		mo.Logger = slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)
 	}
