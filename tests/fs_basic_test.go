@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,8 +154,11 @@ func TestFSLargeReadsQuiet(t *testing.T) {
 	for {
 		n, err := f.Read(buf)
 		got = append(got, buf[:n]...)
-		if n == 0 || err != nil {
+		if err == io.EOF {
 			break
+		}
+		if err != nil {
+			t.Fatalf("O_DIRECT read at %d: %v", len(got), err)
 		}
 	}
 	if !bytes.Equal(got, data) {
