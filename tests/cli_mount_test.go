@@ -184,3 +184,85 @@ func TestCLIPasswordSources(t *testing.T) {
 	e.mustRun("unmount", e.mnt)
 	wantExit(t, e.run("mount", "--extpass", "exit 3", e.cipher, e.mnt), 1, "--extpass command failed")
 }
+
+// TestCLIMountSignalDuringSetup signals a foreground mount the moment its
+// mount appears, while go-fuse is still probing the new mount from the
+// daemon's own main thread (an OPEN and a POLL of a magic file). A signal
+// there used to kill the daemon by default before its handler was set up:
+// a go-fuse reader had taken that OPEN, the main thread waited for the answer
+// in the kernel where no signal reaches it, so the process could never
+// finish dying and a dead mount stayed behind. Every daemon must now unmount
+// and exit 0.
+func TestCLIMountSignalDuringSetup(t *testing.T) {
+	requireFUSE(t)
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "setup-signal-pw")
+	e.initVault(pw)
+	for i := range 8 {
+		sig := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}[i%2]
+		cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
+		cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		// The window is a few milliseconds: poll the mount table tightly.
+		deadline := time.Now().Add(20 * time.Second)
+		for !isMounted(e.mnt) {
+			select {
+			case err := <-done:
+				t.Fatalf("round %d: the mount exited before mounting (%v): %s", i, err, stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("round %d: the mount never appeared: %s", i, stderr.String())
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: %v during setup: the mount exited with %v: %s", i, sig, err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			abortFUSE(t, e.mnt) // frees the stuck daemon and the dead mount
+			<-done
+			t.Fatalf("round %d: %v during setup: the daemon did not exit: %s", i, sig, stderr.String())
+		}
+		e.stderrAll.Write(stderr.Bytes())
+		if isMounted(e.mnt) || !strings.Contains(stderr.String(), "keys wiped") {
+			t.Fatalf("round %d: %v during setup: mounted=%v stderr=%s", i, sig, isMounted(e.mnt), stderr.String())
+		}
+	}
+}
+
+// abortFUSE aborts the FUSE connection mounted at path and detaches the
+// mount, without touching the mount itself (a stat of a mount whose daemon
+// is stuck blocks too).
+func abortFUSE(t *testing.T, path string) {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == path {
+			_, minor, _ := strings.Cut(f[2], ":")
+			if err := os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0); err != nil {
+				t.Logf("aborting the FUSE connection of %s: %v", path, err)
+			}
+		}
+	}
+	if err := syscall.Unmount(path, syscall.MNT_DETACH); err != nil {
+		t.Logf("detaching %s: %v", path, err)
+	}
+}

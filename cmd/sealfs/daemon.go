@@ -43,6 +43,17 @@ type daemon struct {
 // with the error that prevented it.
 func serveMount(log *slog.Logger, v *vault.Vault, mountpoint string, opts mountOptions, ready func(error)) error {
 	defer v.Wipe()
+	// Catch the signals before mounting: go-fuse's setup makes a request to
+	// the new mount from this thread, and a process that dies by a signal's
+	// default action while a request of its own is in flight can never finish
+	// dying (the kernel waits for the answer its own dead server owed) and
+	// leaves a dead mount. A signal that arrives during setup is handled once
+	// the mount is up: it unmounts.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	// A daemon whose terminal went away must keep serving.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	files, err := filesFor(mountpoint)
 	if err != nil {
 		ready(err)
@@ -63,11 +74,6 @@ func serveMount(log *slog.Logger, v *vault.Vault, mountpoint string, opts mountO
 	}
 	defer startProfiling(log)() // $SEALFS_PPROF only (bench/run)
 	d := &daemon{log: log, v: v, mountpoint: mountpoint, opts: opts, srv: srv, wiped: make(chan struct{})}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	// A daemon whose terminal went away must keep serving.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	stop := make(chan struct{})
 	go d.handleSignals(sigs, stop)
 	if opts.idle > 0 {
