@@ -134,13 +134,7 @@ func TestCLIMountSignalsAndIdle(t *testing.T) {
 	}
 
 	// Foreground: logs on stderr, SIGINT unmounts and exits 0.
-	cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
-	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := e.startForeground(pw)
 	if !waitFor(10*time.Second, func() bool { return isMounted(e.mnt) }) {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -200,13 +194,7 @@ func TestCLIMountSignalDuringSetup(t *testing.T) {
 	e.initVault(pw)
 	for i := range 8 {
 		sig := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}[i%2]
-		cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
-		cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, stderr := e.startForeground(pw)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		// The window is a few milliseconds: poll the mount table tightly.
@@ -242,6 +230,20 @@ func TestCLIMountSignalDuringSetup(t *testing.T) {
 			t.Fatalf("round %d: %v during setup: mounted=%v stderr=%s", i, sig, isMounted(e.mnt), stderr.String())
 		}
 	}
+}
+
+// startForeground starts `sealfs mount -f` of the env's vault, its stderr
+// (the daemon's log) collected in the returned buffer.
+func (e *cliEnv) startForeground(pw string) (*exec.Cmd, *bytes.Buffer) {
+	e.t.Helper()
+	cmd := exec.Command(sealfsBin, "mount", "-f", "--password-file", pw, e.cipher, e.mnt)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state)
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	return cmd, stderr
 }
 
 // abortFUSE aborts the FUSE connection mounted at path and detaches the
