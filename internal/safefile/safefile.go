@@ -28,17 +28,22 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s: %w (a symlink)", path, ErrNotRegular)
+			return nil, &TypeError{Name: path, Want: unix.S_IFREG, Found: unix.S_IFLNK}
 		}
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
+	return readAll(fd, path, max)
+}
+
+// readAll reads the regular file open at fd, at most max bytes.
+func readAll(fd int, path string, max int64) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s: %w (%v)", path, ErrNotRegular, os.FileMode(st.Mode&unix.S_IFMT))
+		return nil, &TypeError{Name: path, Want: unix.S_IFREG, Found: st.Mode & unix.S_IFMT}
 	}
 	if st.Size > max {
 		return nil, fmt.Errorf("%s: %w (over %d bytes)", path, ErrTooLarge, max)

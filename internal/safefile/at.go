@@ -1,0 +1,252 @@
+package safefile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Everything sealfs does in the cipher folder goes through a directory file
+// descriptor and one path component, never through a path of several
+// components: a symlink planted in place of any directory of a path would
+// send a path-based call (chmod, mkdir, open even with O_NOFOLLOW, which
+// guards the last component only) outside the vault, and the synced folder
+// can change between any two calls. The functions here take (dirfd, name)
+// and follow no symlink at any step; whatever is found where a directory or
+// a regular file belongs is refused with a *TypeError before it is acted on.
+
+// ErrNotDir is wrapped by a TypeError for something that is not a directory
+// where one belongs.
+var ErrNotDir = errors.New("not a directory")
+
+// TypeError reports an entry of the wrong type: a symlink, FIFO, socket or
+// device where a directory or a regular file belongs (a sync peer can put
+// any of them there).
+type TypeError struct {
+	Name  string
+	Want  uint32 // S_IFDIR or S_IFREG
+	Found uint32 // the S_IFMT bits of what is there
+}
+
+func (e *TypeError) Error() string {
+	return fmt.Sprintf("%s: found a %s where a %s belongs", e.Name, TypeName(e.Found), TypeName(e.Want))
+}
+
+// Unwrap makes errors.Is(err, ErrNotDir) / (err, ErrNotRegular) work.
+func (e *TypeError) Unwrap() error {
+	if e.Want == unix.S_IFDIR {
+		return ErrNotDir
+	}
+	return ErrNotRegular
+}
+
+// Errno is what a file system call answers: ELOOP for a symlink (as
+// O_NOFOLLOW does), EIO for any other misplaced type.
+func (e *TypeError) Errno() syscall.Errno {
+	if e.Found == unix.S_IFLNK {
+		return syscall.ELOOP
+	}
+	return syscall.EIO
+}
+
+// TypeName names the file type in S_IFMT bits for messages.
+func TypeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return "file of unknown type"
+}
+
+// ErrBadComponent is returned for a name that is not exactly one path
+// component. sealfs only ever passes names it made (base64url, sealfs.*) or
+// read from a directory listing, so this is a programming error caught
+// before a system call could walk more than one step.
+var ErrBadComponent = errors.New("not a single path component")
+
+// Component checks that name is one path component other than "..": not
+// empty, no '/' and no NUL. "." is allowed: it names the directory dirfd
+// itself.
+func Component(name string) error {
+	if name == "" || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%q: %w", name, ErrBadComponent)
+	}
+	return nil
+}
+
+// OpenDir opens the directory name in dirfd as an O_PATH handle: usable as
+// the dirfd of *at calls and for fstat/fstatfs, not for reading. A symlink
+// is never followed.
+func OpenDir(dirfd int, name string) (int, error) {
+	if err := Component(name); err != nil {
+		return -1, err
+	}
+	fd, err := openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err == syscall.ENOTDIR {
+		return -1, typeErrorAt(dirfd, name, unix.S_IFDIR, err)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// OpenDirRead opens the directory name in dirfd for reading (getdents,
+// fsync, flock); "." reopens dirfd itself, which is how an O_PATH handle
+// becomes readable.
+func OpenDirRead(dirfd int, name string) (int, error) {
+	if err := Component(name); err != nil {
+		return -1, err
+	}
+	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err == syscall.ENOTDIR || err == syscall.ELOOP {
+		return -1, typeErrorAt(dirfd, name, unix.S_IFDIR, err)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// OpenFile opens the regular file name in dirfd with flags (O_RDONLY,
+// O_RDWR, …; not O_CREAT or O_TRUNC). The entry is first opened as an O_PATH
+// handle and checked: only a regular file is then opened for real, through
+// its /proc/self/fd link, which reaches exactly the inode checked. So
+// neither a symlink nor a FIFO (open would block), a socket or a device
+// (open can have side effects) is ever opened, whatever a sync peer swaps
+// in between.
+func OpenFile(dirfd int, name string, flags int) (int, error) {
+	if err := Component(name); err != nil {
+		return -1, err
+	}
+	if flags&(unix.O_CREAT|unix.O_TRUNC) != 0 {
+		return -1, fmt.Errorf("safefile.OpenFile %q: O_CREAT/O_TRUNC not allowed: %w", name, syscall.EINVAL)
+	}
+	pfd, err := openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return -1, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, &TypeError{Name: name, Want: unix.S_IFREG, Found: st.Mode & unix.S_IFMT}
+	}
+	fd, err := Reopen(pfd, flags)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// Reopen opens the object behind an O_PATH handle with flags, through its
+// /proc/self/fd link (the kernel's own way to upgrade a handle; it follows
+// no name, so nothing can be swapped in). Permission checks are those of an
+// open by name.
+func Reopen(pfd, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(ProcPath(pfd), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// ProcPath is the /proc/self/fd link of fd. Path-based calls on it (chmod,
+// getxattr, utimensat) act on the inode behind fd; calls that do not follow
+// symlinks (lchown, lgetxattr) would act on the link itself instead.
+func ProcPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// ReadFileAt is ReadFile for the entry name in dirfd.
+func ReadFileAt(dirfd int, name string, max int64) ([]byte, error) {
+	if err := Component(name); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: a FIFO opens at once instead of blocking, and is then
+	// refused by the type check (a device cannot be synced into the
+	// folder; only a local user could plant one).
+	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY)
+	if err != nil {
+		if err == syscall.ELOOP {
+			return nil, &TypeError{Name: name, Want: unix.S_IFREG, Found: unix.S_IFLNK}
+		}
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(fd)
+	return readAll(fd, name, max)
+}
+
+// Chmod sets the mode of the entry name in dirfd without following a
+// symlink (symlinks have no mode of their own on Linux: EOPNOTSUPP, as
+// lchmod). fchmodat2 (Linux ≥ 6.6) does it in one call; older kernels get
+// an O_PATH handle, a type check and chmod through /proc.
+func Chmod(dirfd int, name string, mode uint32) error {
+	if err := Component(name); err != nil {
+		return err
+	}
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err != unix.EOPNOTSUPP || !noFchmodat2() {
+		return err
+	}
+	pfd, err := openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.EOPNOTSUPP
+	}
+	return unix.Chmod(ProcPath(pfd), mode)
+}
+
+// noFchmodat2 reports whether the kernel lacks fchmodat2 (then x/sys turns
+// ENOSYS into EOPNOTSUPP, which a symlink also gives). The probe passes a
+// NULL path: EFAULT where the call exists.
+var noFchmodat2 = sync.OnceValue(func() bool {
+	fdcwd := unix.AT_FDCWD
+	_, _, e := unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(fdcwd), 0, 0, 0, 0, 0)
+	return e == unix.ENOSYS
+})
+
+func openat(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// typeErrorAt explains why opening name as want failed with err: what is
+// there instead. If the entry vanished meanwhile, err stands.
+func typeErrorAt(dirfd int, name string, want uint32, err error) error {
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT != want {
+		return &TypeError{Name: name, Want: want, Found: st.Mode & unix.S_IFMT}
+	}
+	return &os.PathError{Op: "open", Path: name, Err: err}
+}
