@@ -1,6 +1,7 @@
 package cipherfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type File struct {
 	fd    *os.File
 	sysfd int
 	fc    *crypto.FileCipher
+	keys  *crypto.Keys // for a new file ID when the file is emptied
 	log   *slog.Logger
 	path  atomic.Pointer[string]
 	ro    bool
@@ -74,7 +76,7 @@ func newFile(fd *os.File, o Options) (*File, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &File{fd: fd, sysfd: int(fd.Fd()), log: log, ro: o.ReadOnly}
+	f := &File{fd: fd, sysfd: int(fd.Fd()), keys: o.Keys, log: log, ro: o.ReadOnly}
 	f.SetPath(o.Path)
 	return f, nil
 }
@@ -90,38 +92,59 @@ func Create(fd *os.File, o Options) (*File, error) {
 	if f.ro {
 		return nil, fmt.Errorf("cipherfile: creating %s: %w", o.Path, syscall.EROFS)
 	}
-	h, err := crypto.NewFileHeader()
-	if err != nil {
-		return nil, err
-	}
-	if f.fc, err = o.Keys.FileCipher(h); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, crypto.CipherSize(0))
-	buf = append(buf, h.Marshal()...)
-	if buf, err = f.fc.SealBlock(buf, nil, 0, true); err != nil {
-		return nil, err
-	}
-	if err := f.pwrite(buf, 0); err != nil {
-		return nil, err
-	}
 	// A freshly created file is empty; only a reused one needs cutting, so
 	// the common case costs one fstat and no ftruncate.
 	st, err := fd.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("cipherfile: stat %s: %w", o.Path, err)
 	}
-	if st.Size() > int64(len(buf)) {
-		if err := fd.Truncate(int64(len(buf))); err != nil {
-			return nil, fmt.Errorf("cipherfile: truncating %s: %w", o.Path, err)
+	if err := f.writeEmpty(st.Size() > crypto.CipherSize(0)); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// writeEmpty makes the backing file a new, empty cipher file: a header with
+// a fresh random file ID and one empty final block, and resets the state to
+// match. cut: the backing file holds more, to be cut off afterwards. A new
+// ID whenever a file's contents are dropped means no block of an earlier
+// version (the sync service keeps them) can ever authenticate in the new
+// one (docs/threat-model.md).
+func (f *File) writeEmpty(cut bool) error {
+	h, err := crypto.NewFileHeader()
+	if err != nil {
+		return err
+	}
+	fc, err := f.keys.FileCipher(h)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, crypto.CipherSize(0))
+	buf = append(buf, h.Marshal()...)
+	if buf, err = fc.SealBlock(buf, nil, 0, true); err != nil {
+		return err
+	}
+	// Cut first: a crash between the two calls leaves an empty backing
+	// file (reported as damaged), never the new header in front of the old
+	// version's blocks.
+	if cut {
+		if err := f.fd.Truncate(0); err != nil {
+			return fmt.Errorf("cipherfile: truncating %s: %w", f.Path(), err)
 		}
 	}
-	f.diskSize, f.reserved = int64(len(buf)), int64(len(buf))
-	f.finalOnDisk = 0
+	if err := f.pwrite(buf, 0); err != nil {
+		return err
+	}
+	f.fc = fc
+	f.size, f.diskSize, f.reserved = 0, int64(len(buf)), int64(len(buf))
+	f.finalOnDisk, f.damaged = 0, false
 	// The tail is empty; its buffer comes from the pool at the first write,
 	// so a create allocates nothing per file (untar creates thousands).
-	f.tailValid = true
-	return f, nil
+	if f.tail != nil {
+		f.tail = f.tail[:0]
+	}
+	f.tailValid, f.tailDirty = true, false
+	return nil
 }
 
 // Open reads and checks the header of an existing cipher file. The plaintext
@@ -157,28 +180,81 @@ func Open(fd *os.File, o Options) (*File, error) {
 		// cut block itself has no plaintext bytes left (PlainSize only
 		// fails when fewer than BlockOverhead bytes remain of it).
 		f.damaged, f.finalOnDisk = true, -1
-		f.size = (st.Size() - crypto.FileHeaderSize) / crypto.CipherBlockSize * crypto.BlockSize
+		f.size = intactPlain(st.Size())
 		f.log.Warn("cipher file is truncated; reads past the intact blocks fail",
 			"path", o.Path, "cipherSize", st.Size(), "intactPlainSize", f.size)
+	} else if f.size == 0 {
+		// The size of an empty file is also that of any file cut 28
+		// bytes into its first block: only the block's tag tells them
+		// apart, and a cut file must not read as an empty one.
+		bp := getBlock()
+		_, err := f.loadBlock(bp, 0)
+		putBlock(bp)
+		if err != nil {
+			f.damaged, f.finalOnDisk = true, -1
+		}
 	}
 	return f, nil
 }
 
-// PlainSizeOf is crypto.PlainSize for getattr on files that are not open: it
-// returns 0 for a cipher size no plaintext maps to, since getattr must not
-// fail (opening the file reports the damage).
+// PlainSizeOf is crypto.PlainSize for getattr on files that are not open.
+// getattr must not fail, and must not present a damaged file as a shorter
+// complete one either: for a cipher size no plaintext maps to it answers
+// DamagedSize, so that a reader reaches the damaged block and gets EIO
+// there (opening the file, or reading that block, reports the damage).
 func PlainSizeOf(cipherSize int64) int64 {
 	n, err := crypto.PlainSize(cipherSize)
 	if err != nil {
-		return 0
+		return DamagedSize(cipherSize)
 	}
 	return n
 }
 
-// Size is the plaintext size, including data not yet flushed.
+// DamagedSize is the size reported for a cipher file of cipherSize bytes
+// that maps to no plaintext size: the plaintext of its complete blocks plus
+// one byte, which lies in the damaged block. A file cut inside its header
+// (or empty: a sync placeholder, a crash at creation) reports 1 byte; its
+// open fails.
+func DamagedSize(cipherSize int64) int64 {
+	return intactPlain(cipherSize) + 1
+}
+
+// intactPlain is the plaintext held by the complete blocks of a cipher file
+// of cipherSize bytes.
+func intactPlain(cipherSize int64) int64 {
+	body := max(cipherSize-crypto.FileHeaderSize, 0)
+	return body / crypto.CipherBlockSize * crypto.BlockSize
+}
+
+// CheckEmpty authenticates the cipher file open at fd whose size is that of
+// an empty file (crypto.CipherSize(0)). Any file cut 28 bytes into its first
+// block has that size too; only the empty block's tag tells them apart, so
+// getattr asks here before it reports 0 bytes (else DamagedSize).
+func CheckEmpty(keys *crypto.Keys, fd int) error {
+	b := make([]byte, crypto.CipherSize(0)+1)
+	n, err := unix.Pread(fd, b, 0)
+	if err != nil {
+		return err
+	}
+	if int64(n) != crypto.CipherSize(0) {
+		return fmt.Errorf("cipherfile: %d bytes where an empty file has %d: %w", n, crypto.CipherSize(0), crypto.ErrTruncated)
+	}
+	r, err := keys.NewDecryptReader(bytes.NewReader(b[:n]))
+	if err == nil {
+		_, err = io.Copy(io.Discard, r)
+	}
+	return err
+}
+
+// Size is the plaintext size, including data not yet flushed. A damaged file
+// reports DamagedSize: reads of its intact prefix succeed, a read of the
+// byte after it fails.
 func (f *File) Size() int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.damaged {
+		return f.size + 1
+	}
 	return f.size
 }
 

@@ -10,10 +10,11 @@ import (
 )
 
 // Truncate sets the plaintext size. Growth stores encrypted zero blocks
-// (streamed, bounded memory); shrinking re-seals the new last block as final.
-// Truncate always flushes before it returns (also to the same size), so the
-// cipher file's size, which getattr of unopened files reads, is right at once.
-// Truncating a damaged file to at most its Size repairs it.
+// (streamed, bounded memory); shrinking re-seals the new last block as final;
+// emptying a file gives it a new file ID (writeEmpty). Truncate always
+// flushes before it returns (also to the same size), so the cipher file's
+// size, which getattr of unopened files reads, is right at once. Truncating
+// a damaged file to less than its Size repairs it.
 func (f *File) Truncate(size int64) (err error) {
 	if size < 0 || size > maxSize {
 		return fmt.Errorf("cipherfile: truncate to %d: %w", size, syscall.EINVAL)
@@ -25,6 +26,11 @@ func (f *File) Truncate(size int64) (err error) {
 		return err
 	}
 	switch {
+	case size == 0 && (f.size > 0 || f.damaged || f.diskSize != crypto.CipherSize(0)):
+		if err := f.drain(); err != nil {
+			return err
+		}
+		return f.writeEmpty(true)
 	case size > f.size && f.damaged:
 		return f.damagedErr()
 	case size > f.size:

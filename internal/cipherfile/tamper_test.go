@@ -144,8 +144,10 @@ func TestCutAtBlockBoundaryDetected(t *testing.T) {
 	}
 }
 
-// A size no plaintext maps to opens in damaged mode: the intact prefix reads,
-// reads past it fail with ErrTruncated, writes fail until a Truncate repairs.
+// A size no plaintext maps to opens in damaged mode: Size is the intact
+// prefix plus one byte (so a reader reaches the damage instead of taking the
+// prefix for a complete shorter file), the intact prefix reads, reads past
+// it fail with ErrTruncated, writes fail until a Truncate repairs.
 func TestDamagedSize(t *testing.T) {
 	e, data := writeTamperFile(t)
 	for _, extra := range []int64{0, 1, crypto.BlockOverhead - 1, crypto.BlockOverhead} {
@@ -156,8 +158,11 @@ func TestDamagedSize(t *testing.T) {
 			continue // a valid size, covered by TestCutAtBlockBoundaryDetected
 		}
 		f := e.open()
-		if f.Size() != 3*bs {
-			t.Fatalf("extra %d: Size %d, want %d", extra, f.Size(), 3*bs)
+		if f.Size() != 3*bs+1 {
+			t.Fatalf("extra %d: Size %d, want %d", extra, f.Size(), 3*bs+1)
+		}
+		if got := PlainSizeOf(e.cipherSize()); got != 3*bs+1 {
+			t.Fatalf("extra %d: PlainSizeOf %d, want %d", extra, got, 3*bs+1)
 		}
 		p := make([]byte, 4*bs)
 		n, err := f.ReadAt(p, 0)
