@@ -2,11 +2,12 @@ package fs
 
 import (
 	"context"
-	"strconv"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // Who checks permissions. With AllowOther the kernel does, against the
@@ -51,7 +52,7 @@ func (n *node) checkAccess(mask uint32) error {
 	if mask&unix.W_OK != 0 && n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	p, err := n.cipherPath()
+	d, name, err := n.at()
 	if err != nil {
 		// Unlinked but still open (reopened through /proc/PID/fd): the
 		// engine's fd is the only way to the backing inode.
@@ -61,10 +62,16 @@ func (n *node) checkAccess(mask uint32) error {
 		}
 		defer n.release(of)
 		return of.withFd(func(fd int) error {
-			return unix.Faccessat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), mask, 0)
+			return unix.Faccessat(unix.AT_FDCWD, safefile.ProcPath(fd), mask, 0)
 		})
 	}
-	return unix.Faccessat(unix.AT_FDCWD, p, mask, unix.AT_SYMLINK_NOFOLLOW)
+	defer d.put()
+	if name != "" {
+		if err := safefile.Component(name); err != nil {
+			return err
+		}
+	}
+	return unix.Faccessat(d.fd, name, mask, emptyPath(name, unix.AT_SYMLINK_NOFOLLOW))
 }
 
 // fmodeExec is __FMODE_EXEC: execve's open carries it in the FUSE OPEN flags.

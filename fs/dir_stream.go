@@ -11,6 +11,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // dirHandle lists a directory. The whole cipher directory is read and its
@@ -95,15 +97,17 @@ func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if known != nil && asNode(known).plusFresh() {
 		return nil, errNoAttrs
 	}
-	dir, err := d.n.cipherPath()
+	dd, err := d.n.dirFD()
 	if err != nil {
 		return nil, toErrno(err)
 	}
+	defer dd.put()
 	var st unix.Statx_t
-	if err := statx(dir+"/"+stored, &st); err != nil {
+	if err := statxAt(dd.fd, stored, &st); err != nil {
 		return nil, toErrno(err)
 	}
 	ch := d.n.newChild(ctx, name, stored, &st, out)
+	d.n.r.checkEmpty(dd.fd, stored, &st, &out.Attr)
 	if known != nil && known.StableAttr().Ino == ch.StableAttr().Ino {
 		ch = known // go-fuse keeps the node it has (newChild)
 	}
@@ -124,11 +128,7 @@ func (n *node) plusFresh() bool {
 }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	dir, err := d.n.cipherPath()
-	if err != nil {
-		return toErrno(err)
-	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := d.n.openDirRead()
 	if err != nil {
 		return toErrno(err)
 	}
@@ -136,16 +136,22 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	return toErrno(unix.Fsync(fd))
 }
 
-func (d *dirHandle) load() error {
-	dir, err := d.n.cipherPath()
+// openDirRead opens directory node n's cipher directory for reading.
+func (n *node) openDirRead() (int, error) {
+	dd, err := n.dirFD()
 	if err != nil {
-		return err
+		return -1, err
 	}
+	defer dd.put()
+	return safefile.OpenDirRead(dd.fd, "")
+}
+
+func (d *dirHandle) load() error {
 	id, err := d.n.getDirID()
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := d.n.openDirRead()
 	if err != nil {
 		return err
 	}
@@ -167,7 +173,7 @@ func (d *dirHandle) load() error {
 			if name == "." || name == ".." {
 				return
 			}
-			plain, ok := d.n.r.decryptEntry(dir, id, name)
+			plain, ok := d.n.decryptEntry(fd, id, name)
 			if !ok {
 				return
 			}

@@ -136,8 +136,7 @@ func (n *node) killSUIDGID(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	perm := mode & 07777 &^ kill
-	err := n.onBacking(func(fd int) error { return unix.Fchmod(fd, perm) },
-		func(p string) error { return unix.Chmod(p, perm) })
+	err := n.chmod(perm)
 	return err == nil, err
 }
 

@@ -125,8 +125,9 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	if o.Debug {
 		mo.Logger = slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(o.CipherDir, &st); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(r.rootRef.fd, &st); err != nil {
+		r.close()
 		return nil, fmt.Errorf("mount: %w", err)
 	}
 	mo.ExtraCapabilities |= killCaps
@@ -153,6 +154,7 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	}
 	if err != nil {
 		r.procs.stop()
+		r.close()
 		return nil, fmt.Errorf("mount %s on %s: %w", o.CipherDir, mountpoint, err)
 	}
 	setReadahead(mountpoint, readaheadKiB, o.Log)
@@ -240,5 +242,7 @@ func (s *Server) Unmount() error {
 	}
 	s.r.prefetch.stop()
 	s.r.procs.stop()
+	s.srv.Wait()
+	s.r.close()
 	return nil
 }

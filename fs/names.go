@@ -2,9 +2,9 @@ package fs
 
 import (
 	"bytes"
-	"errors"
-	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/safefile"
@@ -29,15 +29,15 @@ func (r *root) writeSideFile(e entryName) (made bool, err error) {
 	if !e.long {
 		return false, nil
 	}
-	f, err := os.OpenFile(e.sidePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		if b, rerr := safefile.ReadFile(e.sidePath(), maxMetaFile); rerr == nil && bytes.Equal(b, []byte(e.enc)) {
+	fd, err := unix.Openat(e.fd(), e.side(), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err == unix.EEXIST {
+		if b, rerr := safefile.ReadFileAt(e.fd(), e.side(), maxMetaFile); rerr == nil && bytes.Equal(b, []byte(e.enc)) {
 			return false, nil
 		}
 		// Replace, never write through: what is there may be a FIFO or a
 		// symlink planted in the synced folder.
-		r.log.Warn("replacing a long-name side file with wrong content", "cipher_path", e.sidePath())
-		if err := os.Remove(e.sidePath()); err != nil {
+		r.log.Warn("replacing a long-name side file with wrong content", "cipher_path", e.in.logPath(e.side()))
+		if err := unix.Unlinkat(e.fd(), e.side(), 0); err != nil {
 			return false, err
 		}
 		_, err := r.writeSideFile(e)
@@ -46,12 +46,12 @@ func (r *root) writeSideFile(e entryName) (made bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	_, err = f.WriteString(e.enc)
-	if cerr := f.Close(); err == nil {
+	_, err = unix.Write(fd, []byte(e.enc))
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(e.sidePath())
+		unix.Unlinkat(e.fd(), e.side(), 0)
 		return false, err
 	}
 	return true, nil
@@ -63,33 +63,34 @@ func (r *root) removeSideFile(e entryName, made bool) {
 	if !e.long || !made {
 		return
 	}
-	if err := os.Remove(e.sidePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("removing long-name side file", "cipher_path", e.sidePath(), "err", err)
+	if err := unix.Unlinkat(e.fd(), e.side(), 0); err != nil && err != unix.ENOENT {
+		r.log.Warn("removing long-name side file", "cipher_path", e.in.logPath(e.side()), "err", err)
 	}
 }
 
-// decryptEntry turns a stored directory entry into its plaintext name. ok is
-// false for sealfs metadata, which is never listed. A name that fails
-// authentication is logged with its cipher path and skipped, so the rest of
-// the directory lists (issue 4 §5); `sealfs fsck` reports it too.
-func (r *root) decryptEntry(dir string, id crypto.DirID, stored string) (name string, ok bool) {
+// decryptEntry turns a stored directory entry of directory n (open at
+// dirfd) into its plaintext name. ok is false for sealfs metadata, which is
+// never listed. A name that fails authentication is logged with its cipher
+// path and skipped, so the rest of the directory lists (issue 4 §5);
+// `sealfs fsck` reports it too.
+func (n *node) decryptEntry(dirfd int, id crypto.DirID, stored string) (name string, ok bool) {
 	enc := stored
 	if strings.HasPrefix(stored, metaPrefix) {
 		if !crypto.IsLongName(stored) {
 			return "", false
 		}
-		b, err := safefile.ReadFile(dir+"/"+stored+crypto.LongNameSuffix, maxMetaFile)
+		b, err := safefile.ReadFileAt(dirfd, stored+crypto.LongNameSuffix, maxMetaFile)
 		if err == nil {
 			enc, err = crypto.ParseLongNameFile(stored, b)
 		}
 		if err != nil {
-			r.log.Warn("long name cannot be resolved; entry not listed", "cipher_path", dir+"/"+stored, "err", err)
+			n.r.log.Warn("long name cannot be resolved; entry not listed", "cipher_path", n.logPath(stored), "err", err)
 			return "", false
 		}
 	}
-	name, err := r.keys.DecryptName(id, enc)
+	name, err := n.r.keys.DecryptName(id, enc)
 	if err != nil {
-		r.log.Warn("name failed authentication; entry not listed", "cipher_path", dir+"/"+stored, "err", err)
+		n.r.log.Warn("name failed authentication; entry not listed", "cipher_path", n.logPath(stored), "err", err)
 		return "", false
 	}
 	return name, true

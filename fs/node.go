@@ -53,8 +53,10 @@ func (r *root) newNode() *node { return &node{r: r} }
 // asNode returns the sealfs node behind a go-fuse inode.
 func asNode(in *gofs.Inode) *node { return in.Operations().(*node) }
 
-// cipherPath returns the backing path of n by walking its parents. A node
-// whose last name was removed (unlinked while open) has no path: ENOENT.
+// cipherPath returns the backing path of n by walking its parents, for log
+// lines and the engine's messages only: system calls go through descriptors
+// (backing.go). A node whose last name was removed (unlinked while open) has
+// no path: ENOENT.
 func (n *node) cipherPath() (string, error) {
 	if n.IsRoot() {
 		return n.r.cipherDir, nil
@@ -100,16 +102,23 @@ func (n *node) setName(parent *node, name, stored string) {
 
 // entryName is where a plaintext name lives in a cipher directory.
 type entryName struct {
-	dir    string // cipher path of the directory
-	stored string // directory entry name
-	enc    string // full cipher name (differs from stored for long names)
-	long   bool   // stored is a long-name entry with a side file
+	dir    *dirRef // the directory's descriptor, held until done
+	in     *node   // the directory, for log lines
+	stored string  // directory entry name
+	enc    string  // full cipher name (differs from stored for long names)
+	long   bool    // stored is a long-name entry with a side file
 }
 
-func (e entryName) path() string { return e.dir + "/" + e.stored }
+func (e entryName) fd() int { return e.dir.fd }
 
-// sidePath is the long-name side file next to the entry.
-func (e entryName) sidePath() string { return e.path() + crypto.LongNameSuffix }
+// done releases the directory descriptor.
+func (e entryName) done() { e.dir.put() }
+
+// path is the entry's cipher path, for log lines.
+func (e entryName) path() string { return e.in.logPath(e.stored) }
+
+// side is the long-name side file's name next to the entry.
+func (e entryName) side() string { return e.stored + crypto.LongNameSuffix }
 
 // encryptChild returns the stored entry name for the plaintext name in the
 // directory n, and whether it is a long name with a side file.
@@ -134,17 +143,18 @@ func (n *node) encryptName(name string) (entryName, error) {
 	return entryName{stored: stored, enc: enc, long: long}, nil
 }
 
-// child returns the backing location of the entry name in directory n.
+// child returns the backing location of the entry name in directory n,
+// holding n's descriptor until e.done().
 func (n *node) child(name string) (entryName, error) {
-	dir, err := n.cipherPath()
-	if err != nil {
-		return entryName{}, err
-	}
 	e, err := n.encryptName(name)
 	if err != nil {
 		return entryName{}, err
 	}
-	e.dir = dir
+	d, err := n.dirFD()
+	if err != nil {
+		return entryName{}, err
+	}
+	e.dir, e.in = d, n
 	return e, nil
 }
 
@@ -160,11 +170,12 @@ func (n *node) getDirID() (crypto.DirID, error) {
 		return id, nil
 	}
 	n.mu.Unlock()
-	dir, err := n.cipherPath()
+	d, err := n.dirFD()
 	if err != nil {
 		return crypto.DirID{}, err
 	}
-	b, err := safefile.ReadFile(dir+"/"+crypto.DirIDFile, maxMetaFile)
+	b, err := safefile.ReadFileAt(d.fd, crypto.DirIDFile, maxMetaFile)
+	d.put()
 	if err == nil {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
@@ -175,7 +186,7 @@ func (n *node) getDirID() (crypto.DirID, error) {
 	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, safefile.ErrNotRegular) && !errors.Is(err, safefile.ErrTooLarge) {
 		return crypto.DirID{}, err
 	}
-	return n.fallbackDirID(dir, err)
+	return n.fallbackDirID(err)
 }
 
 // fallbackDirID handles a missing or unreadable dirid file, typically a cloud
@@ -184,7 +195,7 @@ func (n *node) getDirID() (crypto.DirID, error) {
 // names unless the directory was renamed since. The folder is never hidden,
 // and the warning says why its names may not decrypt (peers.md, user ask 2).
 // The fallback is not cached, so the real file is used as soon as it arrives.
-func (n *node) fallbackDirID(dir string, cause error) (crypto.DirID, error) {
+func (n *node) fallbackDirID(cause error) (crypto.DirID, error) {
 	name, parent := n.Parent()
 	if parent == nil {
 		return crypto.DirID{}, syscall.ENOENT
@@ -199,7 +210,7 @@ func (n *node) fallbackDirID(dir string, cause error) (crypto.DirID, error) {
 	n.mu.Unlock()
 	if warn {
 		n.r.log.Warn("directory ID file missing or invalid; using the ID derived from the directory's name",
-			"cipher_path", dir+"/"+crypto.DirIDFile, "err", cause)
+			"cipher_path", n.logPath(crypto.DirIDFile), "err", cause)
 	}
 	return n.r.keys.DeriveDirID(pid, name), nil
 }
@@ -210,12 +221,17 @@ func (n *node) setDirID(id crypto.DirID) {
 	n.mu.Unlock()
 }
 
-// statx reads the backing attributes. statx rather than lstat because the
-// birth time gives go-fuse a generation number: a recycled backing inode
-// number then becomes a new node instead of inheriting a dead one's cached
-// directory ID or name.
-func statx(path string, st *unix.Statx_t) error {
-	return unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW,
+// statxAt reads the backing attributes of the entry name in dirfd, without
+// following a symlink. statx rather than lstat because the birth time gives
+// go-fuse a generation number: a recycled backing inode number then becomes
+// a new node instead of inheriting a dead one's cached directory ID or name.
+func statxAt(dirfd int, name string, st *unix.Statx_t) error {
+	if name != "" {
+		if err := safefile.Component(name); err != nil {
+			return err
+		}
+	}
+	return unix.Statx(dirfd, name, emptyPath(name, unix.AT_SYMLINK_NOFOLLOW),
 		unix.STATX_BASIC_STATS|unix.STATX_BTIME, st)
 }
 
@@ -279,6 +295,24 @@ func (n *node) fillAttr(st *unix.Statx_t, out *fuse.Attr) {
 	}
 }
 
+// checkEmpty corrects the size fillAttr reported for the unopened regular
+// file name in dirfd when its cipher size is that of an empty file: a file
+// cut 28 bytes into its first block has that size too, and must not list
+// as a valid empty file (cipherfile.CheckEmpty). Its open then fails.
+func (r *root) checkEmpty(dirfd int, name string, st *unix.Statx_t, out *fuse.Attr) {
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || int64(st.Size) != crypto.CipherSize(0) || out.Size != 0 {
+		return
+	}
+	fd, err := safefile.OpenFile(dirfd, name, unix.O_RDONLY)
+	if err == nil {
+		err = cipherfile.CheckEmpty(r.keys, fd)
+		unix.Close(fd)
+	}
+	if err != nil {
+		out.Size = uint64(cipherfile.DamagedSize(int64(st.Size)))
+	}
+}
+
 // symlinkPlainLen computes a target's plaintext length from the stored
 // length alone (base64url-nopad of nonce ‖ ct ‖ tag), so lookups and
 // getattr need no readlink.
@@ -308,7 +342,7 @@ func (n *node) newChild(ctx context.Context, name, stored string, st *unix.Statx
 // free-space checks).
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var s syscall.Statfs_t
-	if err := syscall.Statfs(n.r.cipherDir, &s); err != nil {
+	if err := syscall.Fstatfs(n.r.rootRef.fd, &s); err != nil {
 		return toErrno(err)
 	}
 	out.FromStatfsT(&s)

@@ -17,7 +17,10 @@ import (
 
 // Mkdir creates the cipher directory and its dirid file. The directory is
 // made with owner rwx so a non-root daemon can write the dirid file, then
-// given the requested mode if that differs.
+// given the requested mode if that differs. The dirid file and the new
+// directory entry are made durable before the directory is handed out: its
+// children's names are encrypted under that ID, and a crash that lost the
+// file after a rename of the directory would make them undecryptable.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	n.r.touch()
 	if n.r.opts.ReadOnly {
@@ -27,6 +30,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if err != nil {
 		return nil, toErrno(err)
 	}
+	defer e.done()
 	pid, err := n.getDirID()
 	if err != nil {
 		return nil, toErrno(err)
@@ -37,40 +41,50 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	}
 	perm := mode & 07777
 	made := (perm | 0o700) &^ n.r.umask
-	if err := unix.Mkdir(e.path(), made); err != nil {
+	if err := unix.Mkdirat(e.fd(), e.stored, made); err != nil {
 		n.r.removeSideFile(e, sideMade)
 		return nil, toErrno(err)
-	}
-	id, err := n.r.writeDirID(e.path(), n.r.keys.DeriveDirID(pid, name))
-	if err == nil {
-		err = n.r.chownToCaller(ctx, -1, e.path())
-	}
-	if err == nil && made != perm {
-		err = unix.Chmod(e.path(), perm)
 	}
 	var st unix.Statx_t
+	var id crypto.DirID
+	dfd, err := safefile.OpenDir(e.fd(), e.stored)
 	if err == nil {
-		err = statx(e.path(), &st)
+		id, err = n.r.writeDirID(dfd, e, n.r.keys.DeriveDirID(pid, name))
+		if err == nil {
+			err = n.r.chownToCaller(ctx, obj{fd: dfd})
+		}
+		if err == nil && made != perm {
+			err = safefile.Chmod(dfd, "", perm)
+		}
+		if err == nil {
+			err = statxAt(dfd, "", &st)
+		}
+		if err != nil {
+			unix.Unlinkat(dfd, crypto.DirIDFile, 0)
+			unix.Close(dfd)
+		}
 	}
 	if err != nil {
-		os.Remove(e.path() + "/" + crypto.DirIDFile)
-		unix.Rmdir(e.path())
+		unix.Unlinkat(e.fd(), e.stored, unix.AT_REMOVEDIR)
 		n.r.removeSideFile(e, sideMade)
-		return nil, toErrno(err)
+		return nil, toErrno(n.r.typeError(err, e.path()))
 	}
 	ch := n.newChild(ctx, name, e.stored, &st, out)
 	asNode(ch).setDirID(id)
+	// Its first create needs this descriptor: keep it rather than reopen.
+	n.r.dirs.add(asNode(ch), dfd).put()
 	return ch, 0
 }
 
-// writeDirID creates the dirid file exclusively. If it already exists with
-// a valid ID — a cloud-sync merge of the same directory made on another
-// device derives the same ID — that ID is accepted.
-func (r *root) writeDirID(dir string, id crypto.DirID) (crypto.DirID, error) {
-	p := dir + "/" + crypto.DirIDFile
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if errors.Is(err, os.ErrExist) {
-		b, rerr := safefile.ReadFile(p, maxMetaFile)
+// writeDirID creates the dirid file in the new directory dfd (entry e of
+// its parent) exclusively and makes it durable with its directory entry. If
+// it already exists with a valid ID — a cloud-sync merge of the same
+// directory made on another device derives the same ID — that ID is
+// accepted.
+func (r *root) writeDirID(dfd int, e entryName, id crypto.DirID) (crypto.DirID, error) {
+	fd, err := unix.Openat(dfd, crypto.DirIDFile, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+	if err == unix.EEXIST {
+		b, rerr := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile)
 		if rerr != nil {
 			return id, rerr
 		}
@@ -79,18 +93,35 @@ func (r *root) writeDirID(dir string, id crypto.DirID) (crypto.DirID, error) {
 			return id, perr
 		}
 		if have != id {
-			r.log.Warn("directory already has a different ID; keeping it", "cipher_path", p)
+			r.log.Warn("directory already has a different ID; keeping it", "cipher_path", e.in.logPath(e.stored+"/"+crypto.DirIDFile))
 		}
 		return have, nil
 	}
 	if err != nil {
 		return id, err
 	}
-	_, err = f.Write(crypto.MarshalDirID(id))
-	if cerr := f.Close(); err == nil {
+	_, err = unix.Write(fd, crypto.MarshalDirID(id))
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = syncDir(dfd)
+	}
 	return id, err
+}
+
+// syncDir fsyncs the directory behind the O_PATH descriptor dfd.
+func syncDir(dfd int) error {
+	fd, err := safefile.OpenDirRead(dfd, "")
+	if err != nil {
+		return err
+	}
+	err = unix.Fsync(fd)
+	unix.Close(fd)
+	return err
 }
 
 // Rmdir removes the dirid file first (rmdir(2) needs an empty directory)
@@ -104,32 +135,62 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return toErrno(err)
 	}
-	restore, err := n.r.takeDirID(e.path())
+	defer e.done()
+	t, err := n.r.takeDirID(e)
 	if err != nil {
-		return toErrno(err)
+		return toErrno(n.r.typeError(err, e.path()))
 	}
-	if err := unix.Rmdir(e.path()); err != nil {
-		restore()
+	defer t.close()
+	if err := unix.Unlinkat(e.fd(), e.stored, unix.AT_REMOVEDIR); err != nil {
+		t.restore()
 		if errors.Is(err, syscall.ENOTEMPTY) {
-			n.r.logLeftoverMeta(e.path())
+			n.r.logLeftoverMeta(t.fd, e)
 		}
 		return toErrno(err)
+	}
+	if ch := n.GetChild(name); ch != nil {
+		n.r.dirs.drop(asNode(ch))
 	}
 	n.r.removeSideFile(e, true)
 	return 0
 }
 
-// takeDirID removes dir's dirid file if dir is a directory and returns a
-// function that restores it. A missing file is not an error.
-func (r *root) takeDirID(dir string) (restore func(), err error) {
-	p := dir + "/" + crypto.DirIDFile
-	b, err := safefile.ReadFile(p, maxMetaFile)
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return func() {}, nil
+// takenID is a directory's dirid file, removed so the directory can be
+// removed or replaced, and what is needed to put it back.
+type takenID struct {
+	r     *root
+	e     entryName
+	fd    int    // O_PATH descriptor of the directory, -1 if nothing was taken
+	b     []byte // the file's content
+	mode  uint32 // the directory's mode, if it had to be made writable
+	chmod bool
+}
+
+// takeDirID removes the dirid file of the directory at e, if e is a
+// directory. A missing file is not an error. Callers close the result.
+func (r *root) takeDirID(e entryName) (*takenID, error) {
+	t := &takenID{r: r, e: e, fd: -1}
+	fd, err := safefile.OpenDir(e.fd(), e.stored)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, safefile.ErrNotDir) {
+		var te *safefile.TypeError
+		if errors.As(err, &te) && te.Found == unix.S_IFLNK {
+			return nil, err // rmdir would say ENOTDIR; say what it is
+		}
+		return t, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	b, err := safefile.ReadFileAt(fd, crypto.DirIDFile, maxMetaFile)
+	if errors.Is(err, os.ErrNotExist) {
+		unix.Close(fd)
+		return t, nil
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t.fd, t.b = fd, b
 	// rmdir(2) needs write permission on the parent only, but removing the
 	// dirid file needs it on the directory itself: an empty 0555 directory
 	// is made owner-writable for the removal (and until restore, so that
@@ -138,44 +199,98 @@ func (r *root) takeDirID(dir string) (restore func(), err error) {
 	// its ID file would be gone while it still has entries, and rmdir(2)
 	// refuses anyway), and not where the chmod back could not restore a
 	// set-group-ID bit (a non-root daemon outside the directory's group).
-	unlock := func() {}
-	err = os.Remove(p)
-	if errors.Is(err, os.ErrPermission) {
+	err = unix.Unlinkat(fd, crypto.DirIDFile, 0)
+	if err == unix.EACCES || err == unix.EPERM {
 		var st unix.Stat_t
-		if !onlyMeta(dir) {
+		if !onlyMeta(fd) {
+			t.close()
 			return nil, syscall.ENOTEMPTY
 		}
-		if unix.Lstat(dir, &st) == nil && (r.asRoot || st.Mode&unix.S_ISGID == 0) &&
-			unix.Chmod(dir, (st.Mode&07777)|0o700) == nil {
-			mode := st.Mode & 07777
-			unlock = func() {
-				if err := unix.Chmod(dir, mode); err != nil {
-					r.log.Warn("restoring a directory's mode", "cipher_path", dir, "err", err)
-				}
-			}
-			err = os.Remove(p)
+		if unix.Fstat(fd, &st) == nil && (r.asRoot || st.Mode&unix.S_ISGID == 0) &&
+			safefile.Chmod(fd, "", (st.Mode&07777)|0o700) == nil {
+			t.mode, t.chmod = st.Mode&07777, true
+			err = unix.Unlinkat(fd, crypto.DirIDFile, 0)
 		}
 	}
 	if err != nil {
-		unlock()
+		t.unlock()
+		t.close()
 		return nil, err
 	}
-	return func() {
-		if err := os.WriteFile(p, b, 0o444); err != nil {
-			r.log.Error("restoring directory ID file", "cipher_path", p, "err", err)
-		}
-		unlock()
-	}, nil
+	return t, nil
 }
 
-// onlyMeta reports whether dir lists nothing but sealfs metadata.
-func onlyMeta(dir string) bool {
-	ents, err := os.ReadDir(dir)
+// restore puts the dirid file back (the removal or replacement failed).
+func (t *takenID) restore() {
+	if t.fd < 0 {
+		return
+	}
+	fd, err := unix.Openat(t.fd, crypto.DirIDFile, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+	if err == nil {
+		_, err = unix.Write(fd, t.b)
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.r.log.Error("restoring directory ID file", "cipher_path", t.e.in.logPath(t.e.stored+"/"+crypto.DirIDFile), "err", err)
+	}
+	t.unlock()
+}
+
+// unlock gives the directory its mode back if takeDirID changed it.
+func (t *takenID) unlock() {
+	if !t.chmod {
+		return
+	}
+	if err := safefile.Chmod(t.fd, "", t.mode); err != nil {
+		t.r.log.Warn("restoring a directory's mode", "cipher_path", t.e.path(), "err", err)
+	}
+	t.chmod = false
+}
+
+func (t *takenID) close() {
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+}
+
+// listNames returns the entry names of the directory behind the O_PATH
+// descriptor dfd (without . and ..).
+func listNames(dfd int) ([]string, error) {
+	fd, err := safefile.OpenDirRead(dfd, "")
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var names []string
+	buf := make([]byte, 8<<10)
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if nb <= 0 {
+			return names, nil
+		}
+		forEachDirent(buf[:nb], func(_ uint64, _ uint8, name string) {
+			if name != "." && name != ".." {
+				names = append(names, name)
+			}
+		})
+	}
+}
+
+// onlyMeta reports whether the directory dfd lists nothing but sealfs
+// metadata.
+func onlyMeta(dfd int) bool {
+	names, err := listNames(dfd)
 	if err != nil {
 		return false
 	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), metaPrefix) {
+	for _, name := range names {
+		if !strings.HasPrefix(name, metaPrefix) {
 			return false
 		}
 	}
@@ -186,19 +301,20 @@ func onlyMeta(dir string) bool {
 // only sealfs metadata (orphaned side files, temp files) is left. It is not
 // deleted automatically because a side file may belong to an entry a cloud
 // sync has not delivered yet; fsck decides.
-func (r *root) logLeftoverMeta(dir string) {
-	ents, err := os.ReadDir(dir)
+func (r *root) logLeftoverMeta(dfd int, e entryName) {
+	if dfd < 0 {
+		return
+	}
+	names, err := listNames(dfd)
 	if err != nil {
 		return
 	}
-	var names []string
-	for _, e := range ents {
-		if len(e.Name()) < len(metaPrefix) || e.Name()[:len(metaPrefix)] != metaPrefix {
+	for _, name := range names {
+		if !strings.HasPrefix(name, metaPrefix) {
 			return // a real entry: a plain ENOTEMPTY
 		}
-		names = append(names, e.Name())
 	}
-	r.log.Warn("directory lists empty but holds sealfs metadata; run fsck", "cipher_path", dir, "entries", names)
+	r.log.Warn("directory lists empty but holds sealfs metadata; run fsck", "cipher_path", e.path(), "entries", names)
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -210,7 +326,8 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return toErrno(err)
 	}
-	if err := unix.Unlink(e.path()); err != nil {
+	defer e.done()
+	if err := unix.Unlinkat(e.fd(), e.stored, 0); err != nil {
 		return toErrno(err)
 	}
 	n.r.removeSideFile(e, true)
@@ -231,45 +348,51 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if err != nil {
 		return toErrno(err)
 	}
+	defer src.done()
 	dst, err := np.child(newName)
 	if err != nil {
 		return toErrno(err)
 	}
+	defer dst.done()
 	if flags&unix.RENAME_EXCHANGE != 0 {
 		// Both names stay, so both side files stay valid.
-		return toErrno(unix.Renameat2(unix.AT_FDCWD, src.path(), unix.AT_FDCWD, dst.path(), unix.RENAME_EXCHANGE))
+		return toErrno(unix.Renameat2(src.fd(), src.stored, dst.fd(), dst.stored, unix.RENAME_EXCHANGE))
 	}
-	if src.path() == dst.path() {
+	if src.dir == dst.dir && src.stored == dst.stored {
 		var st unix.Statx_t
-		return toErrno(statx(src.path(), &st))
+		return toErrno(statxAt(src.fd(), src.stored, &st))
 	}
 	sideMade, err := n.r.writeSideFile(dst)
 	if err != nil {
 		return toErrno(err)
 	}
-	restore := func() {}
+	taken := &takenID{fd: -1}
 	if flags&unix.RENAME_NOREPLACE == 0 {
 		// Replacing an (empty) directory: its dirid file would make it
 		// non-empty to rename(2).
 		var st unix.Statx_t
-		if statx(dst.path(), &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			if restore, err = n.r.takeDirID(dst.path()); err != nil {
+		if statxAt(dst.fd(), dst.stored, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			if taken, err = n.r.takeDirID(dst); err != nil {
 				n.r.removeSideFile(dst, sideMade)
 				return toErrno(err)
 			}
 		}
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, src.path(), unix.AT_FDCWD, dst.path(), uint(flags)); err != nil {
-		restore()
+	defer taken.close()
+	if err := unix.Renameat2(src.fd(), src.stored, dst.fd(), dst.stored, uint(flags)); err != nil {
+		taken.restore()
 		n.r.removeSideFile(dst, sideMade)
 		return toErrno(err)
+	}
+	if old := np.GetChild(newName); old != nil && old.StableAttr().Mode == syscall.S_IFDIR {
+		n.r.dirs.drop(asNode(old)) // the directory it replaced is gone
 	}
 	n.r.renamed(n.GetChild(name), dst.path())
 	if src.long {
 		// rename(2) between two links of one inode succeeds and changes
 		// nothing; the source name then still needs its side file.
 		var st unix.Statx_t
-		if errors.Is(statx(src.path(), &st), syscall.ENOENT) {
+		if errors.Is(statxAt(src.fd(), src.stored, &st), syscall.ENOENT) {
 			n.r.removeSideFile(src, true)
 		}
 	}
@@ -304,12 +427,16 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	return n.makeEntry(ctx, name, out, func(p string) error { return unix.Symlink(enc, p) },
-		func(p string) error { return n.r.chownToCaller(ctx, -1, p) })
+	return n.makeEntry(ctx, name, out,
+		func(dfd int, stored string) error { return unix.Symlinkat(enc, dfd, stored) },
+		func(o obj) error { return n.r.chownToCaller(ctx, o) })
 }
 
-// Mknod supports fifos and sockets, which hold no data. Device nodes in a
-// cloud-synced backup folder would be meaningless and are refused.
+// Mknod makes FIFOs, sockets and (where the daemon may: as root) block and
+// character devices, with their device numbers. None holds data, so they
+// are stored as themselves (docs/format.md §2); rsync -aD and tar of a
+// system tree need the devices. The backing object is never opened: a
+// device swapped under a regular file's name is refused (safefile.OpenFile).
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	n.r.touch()
 	if n.r.opts.ReadOnly {
@@ -317,11 +444,16 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	}
 	switch mode & syscall.S_IFMT {
 	case syscall.S_IFIFO, syscall.S_IFSOCK:
+		dev = 0
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		// FUSE sends the kernel's new_encode_dev format, which is what
+		// mknod(2) takes for numbers that fit 32 bits.
 	default:
-		return nil, syscall.EPERM
+		return nil, syscall.EINVAL
 	}
-	return n.makeEntry(ctx, name, out, func(p string) error { return unix.Mknod(p, mode, 0) },
-		func(p string) error { return n.r.fixNewOwnerMode(ctx, -1, p, mode) })
+	return n.makeEntry(ctx, name, out,
+		func(dfd int, stored string) error { return unix.Mknodat(dfd, stored, mode, int(dev)) },
+		func(o obj) error { return n.r.fixNewOwnerMode(ctx, o, mode) })
 }
 
 // Link adds a name for target. The new entry has target's backing inode,
@@ -331,34 +463,37 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if n.r.opts.ReadOnly {
 		return nil, syscall.EROFS
 	}
-	tpath, err := asNode(target.EmbeddedInode()).cipherPath()
+	td, tname, err := asNode(target.EmbeddedInode()).at()
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	return n.makeEntry(ctx, name, out, func(p string) error { return unix.Link(tpath, p) }, nil)
+	defer td.put()
+	return n.makeEntry(ctx, name, out,
+		func(dfd int, stored string) error { return unix.Linkat(td.fd, tname, dfd, stored, 0) }, nil)
 }
 
 // makeEntry creates a non-regular entry with mk (side file first for long
 // names), runs fix on it (owner, mode), and registers the node.
-func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, mk, fix func(string) error) (*gofs.Inode, syscall.Errno) {
+func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, mk func(dfd int, stored string) error, fix func(obj) error) (*gofs.Inode, syscall.Errno) {
 	e, err := n.child(name)
 	if err != nil {
 		return nil, toErrno(err)
 	}
+	defer e.done()
 	sideMade, err := n.r.writeSideFile(e)
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	if err := mk(e.path()); err != nil {
+	if err := mk(e.fd(), e.stored); err != nil {
 		n.r.removeSideFile(e, sideMade)
 		return nil, toErrno(err)
 	}
 	if fix != nil {
-		err = fix(e.path())
+		err = fix(obj{dirfd: e.fd(), name: e.stored})
 	}
 	var st unix.Statx_t
 	if err == nil {
-		err = statx(e.path(), &st)
+		err = statxAt(e.fd(), e.stored, &st)
 	}
 	if err != nil {
 		return nil, toErrno(err)
@@ -368,18 +503,34 @@ func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, m
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	n.r.touch()
-	p, err := n.cipherPath()
+	d, name, err := n.at()
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	enc, err := os.Readlink(p)
+	defer d.put()
+	enc, err := readlinkAt(d.fd, name)
 	if err != nil {
 		return nil, toErrno(err)
 	}
 	target, err := n.r.keys.DecryptSymlink(enc)
 	if err != nil {
-		n.r.log.Error("symlink target failed authentication", "cipher_path", p, "err", err)
+		n.r.log.Error("symlink target failed authentication", "cipher_path", n.logPath(""), "err", err)
 		return nil, syscall.EIO
 	}
 	return []byte(target), 0
+}
+
+// readlinkAt reads the target of the symlink name in dirfd. A valid stored
+// target is under PATH_MAX (docs/format.md §6); a longer one is cut, and
+// then fails authentication.
+func readlinkAt(dirfd int, name string) (string, error) {
+	if err := safefile.Component(name); err != nil {
+		return "", err
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }

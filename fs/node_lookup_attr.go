@@ -2,13 +2,14 @@ package fs
 
 import (
 	"context"
-	"strconv"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // Lookup encrypts name with this directory's ID and stats the one backing
@@ -19,22 +20,40 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if err != nil {
 		return nil, toErrno(err)
 	}
+	defer e.done()
 	var st unix.Statx_t
-	if err := statx(e.path(), &st); err != nil {
+	if err := statxAt(e.fd(), e.stored, &st); err != nil {
 		return nil, toErrno(err)
 	}
-	return n.newChild(ctx, name, e.stored, &st, out), 0
+	ch := n.newChild(ctx, name, e.stored, &st, out)
+	n.r.checkEmpty(e.fd(), e.stored, &st, &out.Attr)
+	return ch, 0
 }
 
 // Getattr answers from the open backing fd when there is one (it also works
 // for a file unlinked while open), else from the backing path.
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.r.touch()
+	if of := n.existingOpen(); of != nil {
+		defer n.release(of)
+		var st unix.Statx_t
+		if err := of.withFd(func(fd int) error { return fstatx(fd, &st) }); err != nil {
+			return toErrno(err)
+		}
+		n.fillAttr(&st, &out.Attr)
+		return 0
+	}
+	d, name, err := n.at()
+	if err != nil {
+		return toErrno(err)
+	}
+	defer d.put()
 	var st unix.Statx_t
-	if err := n.statBacking(&st); err != nil {
+	if err := statxAt(d.fd, name, &st); err != nil {
 		return toErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
+	n.r.checkEmpty(d.fd, name, &st, &out.Attr)
 	return 0
 }
 
@@ -43,11 +62,12 @@ func (n *node) statBacking(st *unix.Statx_t) error {
 		defer n.release(of)
 		return of.withFd(func(fd int) error { return fstatx(fd, st) })
 	}
-	path, err := n.cipherPath()
+	d, name, err := n.at()
 	if err != nil {
 		return err
 	}
-	return statx(path, st)
+	defer d.put()
+	return statxAt(d.fd, name, st)
 }
 
 // Setattr applies chown, chmod, truncate and utimens in that order: chown
@@ -88,13 +108,14 @@ func (n *node) setattr(ctx context.Context, in *fuse.SetAttrIn) error {
 			g = int(gid)
 		}
 		if err := n.onBacking(func(fd int) error { return unix.Fchown(fd, u, g) },
-			func(p string) error { return unix.Lchown(p, u, g) }); err != nil {
+			func(dfd int, name string) error {
+				return unix.Fchownat(dfd, name, u, g, emptyPath(name, unix.AT_SYMLINK_NOFOLLOW))
+			}); err != nil {
 			return err
 		}
 	}
 	if mode, ok := in.GetMode(); ok {
-		if err := n.onBacking(func(fd int) error { return unix.Fchmod(fd, mode&07777) },
-			func(p string) error { return unix.Chmod(p, mode&07777) }); err != nil {
+		if err := n.chmod(mode & 07777); err != nil {
 			return err
 		}
 	}
@@ -140,22 +161,36 @@ func (n *node) setTimes(atime time.Time, aok bool, mtime time.Time, mok bool) er
 		}
 	}
 	return n.onBacking(func(fd int) error {
-		return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), ts, 0)
-	}, func(p string) error {
-		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+		return unix.UtimesNanoAt(unix.AT_FDCWD, safefile.ProcPath(fd), ts, 0)
+	}, func(dfd int, name string) error {
+		return unix.UtimesNanoAt(dfd, name, ts, emptyPath(name, unix.AT_SYMLINK_NOFOLLOW))
 	})
 }
 
+// chmod sets n's backing mode (never through a symlink; a symlink's mode
+// cannot change: EOPNOTSUPP, as lchmod).
+func (n *node) chmod(mode uint32) error {
+	return n.onBacking(func(fd int) error { return unix.Fchmod(fd, mode) },
+		func(dfd int, name string) error { return safefile.Chmod(dfd, name, mode) })
+}
+
 // onBacking runs byFd on the open backing fd when the file is open (cheaper,
-// and the only way for a file unlinked while open), else byPath.
-func (n *node) onBacking(byFd func(fd int) error, byPath func(p string) error) error {
+// and the only way for a file unlinked while open), else byAt on n's place
+// (backing.go).
+func (n *node) onBacking(byFd func(fd int) error, byAt func(dirfd int, name string) error) error {
 	if of := n.existingOpen(); of != nil {
 		defer n.release(of)
 		return of.withFd(byFd)
 	}
-	p, err := n.cipherPath()
+	d, name, err := n.at()
 	if err != nil {
 		return err
 	}
-	return byPath(p)
+	defer d.put()
+	if name != "" {
+		if err := safefile.Component(name); err != nil {
+			return err
+		}
+	}
+	return byAt(d.fd, name)
 }

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"os"
 	"syscall"
 
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/internal/cipherfile"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 const accMode = syscall.O_ACCMODE
@@ -72,12 +72,15 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
+	defer e.done()
 	sideMade, err := n.r.writeSideFile(e)
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	f, err := os.OpenFile(e.path(), os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, os.FileMode(mode&0o777))
-	if errors.Is(err, os.ErrExist) && flags&syscall.O_EXCL == 0 {
+	// O_EXCL: a new inode or nothing; it never follows or opens what is
+	// there (a symlink, a FIFO a sync peer just put there).
+	fd, err := unix.Openat(e.fd(), e.stored, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
+	if err == unix.EEXIST && flags&syscall.O_EXCL == 0 {
 		// The kernel's negative entry was stale (e.g. a sync just brought
 		// the file): open the existing file as open(2) without O_EXCL does.
 		return n.openExisting(ctx, name, e, flags, out)
@@ -86,10 +89,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		n.r.removeSideFile(e, sideMade)
 		return nil, nil, 0, toErrno(err)
 	}
+	f := os.NewFile(uintptr(fd), e.path())
 	ch, of, err := n.initCreated(ctx, name, e, f, mode, out)
 	if err != nil {
 		f.Close()
-		os.Remove(e.path())
+		unix.Unlinkat(e.fd(), e.stored, 0)
 		n.r.removeSideFile(e, sideMade)
 		return nil, nil, 0, toErrno(err)
 	}
@@ -98,7 +102,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 
 func (n *node) initCreated(ctx context.Context, name string, e entryName, f *os.File, mode uint32, out *fuse.EntryOut) (*gofs.Inode, *openFile, error) {
 	fd := int(f.Fd())
-	if err := n.r.fixNewOwnerMode(ctx, fd, "", mode); err != nil {
+	if err := n.r.fixNewOwnerMode(ctx, obj{fd: fd}, mode); err != nil {
 		return nil, nil, err
 	}
 	cf, err := cipherfile.Create(f, n.r.cfOptions(e.path()))
@@ -120,7 +124,7 @@ func (n *node) initCreated(ctx context.Context, name string, e entryName, f *os.
 
 func (n *node) openExisting(ctx context.Context, name string, e entryName, flags uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	var st unix.Statx_t
-	if err := statx(e.path(), &st); err != nil {
+	if err := statxAt(e.fd(), e.stored, &st); err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
 	ch := n.newChild(ctx, name, e.stored, &st, out)
@@ -131,33 +135,36 @@ func (n *node) openExisting(ctx context.Context, name string, e entryName, flags
 	return ch, fh, fl, errno
 }
 
+// obj names a backing object for the owner and mode fix-ups: an open fd,
+// or (when name is set) the entry name in dirfd, never followed if a
+// symlink.
+type obj struct {
+	fd    int
+	dirfd int
+	name  string
+}
+
 // fixNewOwnerMode gives a new backing object the mode and owner the caller
 // asked for. The kernel already applied the caller's umask to mode; the
 // daemon's own umask must not strip more, so chmod only when it did. A root
 // daemon creates as root, so it chowns to the caller (as go-fuse's loopback
 // does); a non-root daemon owns everything it creates, like any FUSE mount.
-// fd < 0 means work on path (directories, symlinks, fifos).
-func (r *root) fixNewOwnerMode(ctx context.Context, fd int, path string, mode uint32) error {
+func (r *root) fixNewOwnerMode(ctx context.Context, o obj, mode uint32) error {
 	// chown first: it clears set-id bits the chmod may set.
-	if err := r.chownToCaller(ctx, fd, path); err != nil {
+	if err := r.chownToCaller(ctx, o); err != nil {
 		return err
 	}
 	perm := mode & 07777
 	if perm&r.umask != 0 || perm&07000 != 0 {
-		var err error
-		if path == "" {
-			err = unix.Fchmod(fd, perm)
-		} else {
-			err = unix.Chmod(path, perm)
+		if o.name == "" {
+			return unix.Fchmod(o.fd, perm)
 		}
-		if err != nil {
-			return err
-		}
+		return safefile.Chmod(o.dirfd, o.name, perm)
 	}
 	return nil
 }
 
-func (r *root) chownToCaller(ctx context.Context, fd int, path string) error {
+func (r *root) chownToCaller(ctx context.Context, o obj) error {
 	if !r.asRoot {
 		return nil
 	}
@@ -165,8 +172,8 @@ func (r *root) chownToCaller(ctx context.Context, fd int, path string) error {
 	if !ok || (caller.Uid == 0 && caller.Gid == 0) {
 		return nil
 	}
-	if path == "" {
-		return unix.Fchown(fd, int(caller.Uid), int(caller.Gid))
+	if o.name == "" { // an open fd or an O_PATH handle
+		return unix.Fchownat(o.fd, "", int(caller.Uid), int(caller.Gid), unix.AT_EMPTY_PATH)
 	}
-	return unix.Lchown(path, int(caller.Uid), int(caller.Gid))
+	return unix.Fchownat(o.dirfd, o.name, int(caller.Uid), int(caller.Gid), unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/internal/cipherfile"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // openFile is the state all handles of one regular file share: one backing
@@ -119,16 +120,15 @@ func (n *node) acquire(write bool) (of *openFile, wasOpen bool, err error) {
 		}
 		return of, true, nil
 	}
-	path, err := n.cipherPath()
+	f, writable, err := n.openBacking(write)
 	if err != nil {
 		return nil, false, err
 	}
-	f, writable, err := n.r.openBacking(path, write)
+	cf, err := cipherfile.Open(f, n.r.cfOptions(f.Name()))
 	if err != nil {
-		return nil, false, err
-	}
-	cf, err := cipherfile.Open(f, n.r.cfOptions(path))
-	if err != nil {
+		// A header cut short (an empty file: a sync placeholder not yet
+		// downloaded, a crash at creation), foreign or from a newer sealfs.
+		n.r.log.Error("cipher file cannot be opened", "cipher_path", f.Name(), "err", err)
 		f.Close()
 		return nil, false, err
 	}
@@ -226,11 +226,7 @@ func (of *openFile) ensureWritable() error {
 	if of.n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	path, err := of.n.cipherPath()
-	if err != nil {
-		return err
-	}
-	f, writable, err := of.n.r.openBacking(path, true)
+	f, writable, err := of.n.openBacking(true)
 	if err != nil {
 		return err
 	}
@@ -238,7 +234,7 @@ func (of *openFile) ensureWritable() error {
 		f.Close()
 		return syscall.EACCES
 	}
-	cf, err := cipherfile.Open(f, of.n.r.cfOptions(path))
+	cf, err := cipherfile.Open(f, of.n.r.cfOptions(f.Name()))
 	if err != nil {
 		f.Close()
 		return err
@@ -256,41 +252,65 @@ func (of *openFile) ensureWritable() error {
 	return nil
 }
 
-// openBacking opens a cipher file. It asks for O_RDWR whenever the mount is
-// writable, because the engine rewrites whole blocks and every handle of an
-// inode shares one fd. A file of mode 0444 cannot be opened for writing by a
+// openBacking opens n's cipher file (named, for the engine's log lines,
+// by its cipher path). It asks for O_RDWR whenever the mount is writable,
+// because the engine rewrites whole blocks and every handle of an inode
+// shares one fd. A file of mode 0444 cannot be opened for writing by a
 // non-root daemon: for a read-only open it is opened read-only (upgraded on
 // the first write open); for a write open the owner write bit is added for
 // the duration of the open(2) and restored at once, as gocryptfs does. The
 // caller's permission was checked before: by the kernel against the
 // plaintext mode (AllowOther) or by faccessat in Open and truncate
 // (access.go), so this only lifts the daemon's own limit.
-func (r *root) openBacking(path string, write bool) (f *os.File, writable bool, err error) {
-	const flags = syscall.O_NOFOLLOW
+//
+// Only a regular file is opened, through a checked O_PATH handle
+// (safefile.RegularHandle): a symlink, FIFO or device swapped in by a sync
+// peer is refused (ELOOP, EIO) and logged, never opened or chmod'ed.
+func (n *node) openBacking(write bool) (f *os.File, writable bool, err error) {
+	d, name, err := n.at()
+	if err != nil {
+		return nil, false, err
+	}
+	defer d.put()
+	return n.r.openRegular(d.fd, name, n.logPath(""), write)
+}
+
+// openRegular is openBacking for the entry name in dirfd (path names it in
+// log lines).
+func (r *root) openRegular(dirfd int, name, path string, write bool) (f *os.File, writable bool, err error) {
+	pfd, st, err := safefile.RegularHandle(dirfd, name)
+	if err != nil {
+		return nil, false, r.typeError(err, path)
+	}
+	defer unix.Close(pfd)
+	open := func(flags int) (*os.File, error) {
+		fd, err := safefile.Reopen(pfd, flags)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
 	if r.opts.ReadOnly {
-		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+		f, err = open(unix.O_RDONLY)
 		return f, false, err
 	}
-	f, err = os.OpenFile(path, os.O_RDWR|flags, 0)
+	f, err = open(unix.O_RDWR)
 	if err == nil || !errors.Is(err, syscall.EACCES) {
 		return f, err == nil, err
 	}
 	if !write {
-		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+		f, err = open(unix.O_RDONLY)
 		return f, false, err
-	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(path, &st); err != nil {
-		return nil, false, err
 	}
 	mode := st.Mode & 07777
 	// Read too: the engine reads the blocks a write covers partly, so even
-	// a write-only (0200) file is opened read-write.
-	if err := syscall.Chmod(path, mode|0o600); err != nil {
+	// a write-only (0200) file is opened read-write. chmod through the
+	// handle: exactly the inode checked above.
+	if err := unix.Chmod(safefile.ProcPath(pfd), mode|0o600); err != nil {
 		return nil, false, err
 	}
-	f, err = os.OpenFile(path, os.O_RDWR|flags, 0)
-	if cerr := syscall.Chmod(path, mode); cerr != nil && err == nil {
+	f, err = open(unix.O_RDWR)
+	if cerr := unix.Chmod(safefile.ProcPath(pfd), mode); cerr != nil && err == nil {
 		r.log.Warn("restoring mode after opening a read-only file for writing", "cipher_path", path, "err", cerr)
 	}
 	return f, err == nil, err

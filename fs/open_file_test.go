@@ -28,6 +28,11 @@ func TestOpenBackingReadOnlyFile(t *testing.T) {
 	os.Chown(p, 65534, 65534)
 	os.Chmod(p, 0o444)
 	r := &root{log: slog.New(slog.DiscardHandler)}
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
 	type result struct {
 		roW, rwW     bool
 		roErr, rwErr error
@@ -41,12 +46,12 @@ func TestOpenBackingReadOnlyFile(t *testing.T) {
 		var res result
 		unix.Setfsgid(65534)
 		unix.Setfsuid(65534)
-		f, w, err := r.openBacking(p, false)
+		f, w, err := r.openRegular(dfd, "ro", p, false)
 		res.roW, res.roErr = w, err
 		if f != nil {
 			f.Close()
 		}
-		f, w, err = r.openBacking(p, true)
+		f, w, err = r.openRegular(dfd, "ro", p, true)
 		res.rwW, res.rwErr = w, err
 		if f != nil {
 			if _, err := f.WriteAt([]byte("y"), 0); err != nil {

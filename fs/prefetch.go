@@ -1,11 +1,14 @@
 package fs
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // Head prefetch. A backup or restore that reads the mount (tar, rsync or
@@ -49,10 +52,10 @@ type prefetcher struct {
 // from the start unless dir lies on a local disk filesystem: on a network
 // or FUSE filesystem (an rclone mount, a sync client's virtual files) an
 // open can mean a download, and a prefetch would fetch files no one reads.
-func newPrefetcher(dir string) *prefetcher {
+func newPrefetcher(dirfd int) *prefetcher {
 	p := &prefetcher{sem: make(chan struct{}, prefetchWorkers)}
 	var st unix.Statfs_t
-	if unix.Statfs(dir, &st) != nil || !localFS[int64(st.Type)] {
+	if unix.Fstatfs(dirfd, &st) != nil || !localFS[int64(st.Type)] {
 		p.stopped.Store(true)
 	}
 	return p
@@ -104,7 +107,7 @@ func (n *node) noteColdOpen() {
 		dir.scan.coldOpens.Store(prefetchAfter - 1)
 		return
 	}
-	path, err := dir.cipherPath()
+	d, err := dir.dirFD()
 	if err != nil {
 		<-p.sem
 		return
@@ -113,14 +116,15 @@ func (n *node) noteColdOpen() {
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
-		p.heads(path)
+		defer d.put()
+		p.heads(d.fd)
 	}()
 }
 
 // heads asks for the first prefetchHead bytes of each regular cipher file in
-// dir. Errors end it quietly: it is only a hint.
-func (p *prefetcher) heads(dir string) {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// the directory dirfd. Errors end it quietly: it is only a hint.
+func (p *prefetcher) heads(dirfd int) {
+	dfd, err := safefile.OpenDirRead(dirfd, "")
 	if err != nil {
 		return
 	}
@@ -138,13 +142,13 @@ func (p *prefetcher) heads(dir string) {
 				return
 			}
 			done++
-			// O_NONBLOCK: the entry may have become a FIFO since getdents.
-			flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
-			fd, err := unix.Openat(dfd, name, flags|noatime, 0)
-			if err == unix.EPERM && noatime != 0 {
+			// Checked open: the entry may have become a FIFO, a device
+			// or a symlink since getdents.
+			fd, err := safefile.OpenFile(dfd, name, unix.O_RDONLY|noatime)
+			if errors.Is(err, unix.EPERM) && noatime != 0 {
 				// O_NOATIME needs ownership; keep atime semantics then.
 				noatime = 0
-				fd, err = unix.Openat(dfd, name, flags, 0)
+				fd, err = safefile.OpenFile(dfd, name, unix.O_RDONLY)
 			}
 			if err != nil {
 				return

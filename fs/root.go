@@ -8,8 +8,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
 )
@@ -19,11 +20,15 @@ import (
 // loopback shape), so there are no package globals and several mounts can
 // run in one process (the tests do).
 type root struct {
-	cipherDir string
-	keys      *crypto.Keys
-	log       *slog.Logger
-	opts      Options
-	dev       uint64 // st_dev of the cipher dir, masked out of inode numbers
+	cipherDir string // for log lines; system calls go through rootRef
+	// rootRef holds an O_PATH descriptor of the cipher directory, opened
+	// once at mount; every backing call is relative to it (backing.go).
+	rootRef *dirRef
+	dirs    *dirCache
+	keys    *crypto.Keys
+	log     *slog.Logger
+	opts    Options
+	dev     uint64 // st_dev of the cipher dir, masked out of inode numbers
 	// attrTimeout is how long the kernel may cache attributes we return.
 	attrTimeout time.Duration
 
@@ -47,27 +52,39 @@ type root struct {
 }
 
 func newRoot(o Options) (*root, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(o.CipherDir, &st); err != nil {
+	// The user named this directory; a symlink on the way to it is theirs
+	// to have, so it is followed. Nothing below it ever is.
+	fd, err := unix.Open(o.CipherDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, err
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return nil, syscall.ENOTDIR
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
 	r := &root{
 		cipherDir:   o.CipherDir,
+		rootRef:     &dirRef{fd: fd},
+		dirs:        newDirCache(dirCacheMax),
 		keys:        o.Keys,
 		log:         o.Log,
 		opts:        o,
 		dev:         uint64(st.Dev),
 		umask:       readUmask(),
-		prefetch:    newPrefetcher(o.CipherDir),
+		prefetch:    newPrefetcher(fd),
 		asRoot:      os.Geteuid() == 0,
 		attrTimeout: attrTimeout,
 		files:       map[fileKey]*openFile{},
 	}
 	r.touch()
 	return r, nil
+}
+
+// close releases the descriptors (after unmount).
+func (r *root) close() {
+	r.dirs.closeAll()
+	unix.Close(r.rootRef.fd)
 }
 
 // touch records activity for the CLI's --idle lock.

@@ -255,6 +255,10 @@ func abortFUSE(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Stat("/sys/fs/fuse/connections/"); err == nil {
+		// fusectl may not be mounted (containers, minimal systems).
+		syscall.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
+	}
 	for line := range strings.SplitSeq(string(mi), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 && f[4] == path {

@@ -78,7 +78,7 @@ func TestFSHostileMetadataFiles(t *testing.T) {
 	if got := mustRead(t, m.p("dir", "child")); string(got) != "c" {
 		t.Errorf("child reads %q", got)
 	}
-	if logs := m.logs.String(); !strings.Contains(logs, "not a regular file") {
+	if logs := m.logs.String(); !strings.Contains(logs, "where a regular file belongs") {
 		t.Errorf("planted metadata not logged:\n%s", logs)
 	}
 }

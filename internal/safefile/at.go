@@ -84,7 +84,8 @@ var ErrBadComponent = errors.New("not a single path component")
 
 // Component checks that name is one path component other than "..": not
 // empty, no '/' and no NUL. "." is allowed: it names the directory dirfd
-// itself.
+// itself (callers prefer "" with AT_EMPTY_PATH, which needs no search
+// permission).
 func Component(name string) error {
 	if name == "" || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("%q: %w", name, ErrBadComponent)
@@ -110,9 +111,16 @@ func OpenDir(dirfd int, name string) (int, error) {
 }
 
 // OpenDirRead opens the directory name in dirfd for reading (getdents,
-// fsync, flock); "." reopens dirfd itself, which is how an O_PATH handle
-// becomes readable.
+// fsync, flock); "" reopens dirfd itself (an O_PATH handle becomes
+// readable; unlike ".", this needs no search permission on it).
 func OpenDirRead(dirfd int, name string) (int, error) {
+	if name == "" {
+		fd, err := Reopen(dirfd, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: ProcPath(dirfd), Err: err}
+		}
+		return fd, nil
+	}
 	if err := Component(name); err != nil {
 		return -1, err
 	}
@@ -134,24 +142,11 @@ func OpenDirRead(dirfd int, name string) (int, error) {
 // (open can have side effects) is ever opened, whatever a sync peer swaps
 // in between.
 func OpenFile(dirfd int, name string, flags int) (int, error) {
-	if err := Component(name); err != nil {
+	pfd, _, err := RegularHandle(dirfd, name)
+	if err != nil {
 		return -1, err
 	}
-	if flags&(unix.O_CREAT|unix.O_TRUNC) != 0 {
-		return -1, fmt.Errorf("safefile.OpenFile %q: O_CREAT/O_TRUNC not allowed: %w", name, syscall.EINVAL)
-	}
-	pfd, err := openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
-	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: name, Err: err}
-	}
 	defer unix.Close(pfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pfd, &st); err != nil {
-		return -1, &os.PathError{Op: "stat", Path: name, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return -1, &TypeError{Name: name, Want: unix.S_IFREG, Found: st.Mode & unix.S_IFMT}
-	}
 	fd, err := Reopen(pfd, flags)
 	if err != nil {
 		return -1, &os.PathError{Op: "open", Path: name, Err: err}
@@ -159,11 +154,36 @@ func OpenFile(dirfd int, name string, flags int) (int, error) {
 	return fd, nil
 }
 
-// Reopen opens the object behind an O_PATH handle with flags, through its
-// /proc/self/fd link (the kernel's own way to upgrade a handle; it follows
-// no name, so nothing can be swapped in). Permission checks are those of an
-// open by name.
+// RegularHandle returns an O_PATH handle of the regular file name in dirfd
+// and its attributes; anything else there is refused with a TypeError. The
+// handle pins the inode for Reopen and ProcPath-based calls (chmod).
+func RegularHandle(dirfd int, name string) (pfd int, st unix.Stat_t, err error) {
+	if err := Component(name); err != nil {
+		return -1, st, err
+	}
+	pfd, err = openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, st, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	if err := unix.Fstat(pfd, &st); err != nil {
+		unix.Close(pfd)
+		return -1, st, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(pfd)
+		return -1, st, &TypeError{Name: name, Want: unix.S_IFREG, Found: st.Mode & unix.S_IFMT}
+	}
+	return pfd, st, nil
+}
+
+// Reopen opens the object behind an O_PATH handle with flags (not O_CREAT
+// or O_TRUNC), through its /proc/self/fd link (the kernel's own way to
+// upgrade a handle; it follows no name, so nothing can be swapped in).
+// Permission checks are those of an open by name.
 func Reopen(pfd, flags int) (int, error) {
+	if flags&(unix.O_CREAT|unix.O_TRUNC) != 0 {
+		return -1, syscall.EINVAL
+	}
 	for {
 		fd, err := unix.Open(ProcPath(pfd), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != syscall.EINTR {
@@ -198,9 +218,16 @@ func ReadFileAt(dirfd int, name string, max int64) ([]byte, error) {
 
 // Chmod sets the mode of the entry name in dirfd without following a
 // symlink (symlinks have no mode of their own on Linux: EOPNOTSUPP, as
-// lchmod). fchmodat2 (Linux ≥ 6.6) does it in one call; older kernels get
-// an O_PATH handle, a type check and chmod through /proc.
+// lchmod); "" is dirfd itself. fchmodat2 (Linux ≥ 6.6) does it in one call;
+// older kernels get an O_PATH handle, a type check and chmod through /proc.
 func Chmod(dirfd int, name string, mode uint32) error {
+	if name == "" {
+		err := unix.Fchmodat(dirfd, "", mode, unix.AT_EMPTY_PATH)
+		if err == unix.EOPNOTSUPP && noFchmodat2() {
+			err = unix.Chmod(ProcPath(dirfd), mode)
+		}
+		return err
+	}
 	if err := Component(name); err != nil {
 		return err
 	}
