@@ -248,3 +248,36 @@ func wantAbsent(t testing.TB, dir string, names ...string) {
 		}
 	}
 }
+
+// TestSyncthingPreserves measures what Syncthing keeps of a tree made on A
+// when it arrives on B: docs/sync.md's Syncthing column.
+func TestSyncthingPreserves(t *testing.T) {
+	p := startSyncthingPair(t, syncthingOptions{})
+	makePreserveFixture(t, p.A.dir)
+	p.waitInSync(t)
+	version := syncthingVersion(t)
+	// Measured with 1.19.2. Syncthing applies the 0777 permission bits and
+	// mtimes of files; it does not sync owners (no syncOwnership before
+	// 1.22), xattrs (no syncXattrs before 1.22), the setuid/setgid/sticky
+	// bits, the mtimes of directories and symlinks, hard links (each name
+	// becomes its own file) or FIFOs (skipped when scanning).
+	checkPreserve(t, "Syncthing "+version, measurePreserve(p.A.dir, p.B.dir), map[string]bool{
+		"file bytes (1 MiB, 0 bytes)":                          true,
+		"names of 255 bytes (file, directory)":                 true,
+		"file mtime, to the second":                            true,
+		"file mtime, nanoseconds":                              true,
+		"file modes (600, 640, 755, 444)":                      true,
+		"setuid bit":                                           false,
+		"owner and group (1234:5678)":                          false,
+		"extended attributes (user.*)":                         p.xattrs,
+		"symlinks (relative, absolute, dangling), as symlinks": true,
+		"symlink mtime":                                        false,
+		"hard links (one inode)":                               false,
+		"empty directory":                                      true,
+		"directory mode (750)":                                 true,
+		"directory mtime":                                      false,
+		"FIFO":                                                 false,
+		"sparse file (8 MiB, one block written)":               true,
+	})
+	t.Logf("xattr sync supported by this version: %v", p.xattrs)
+}
