@@ -223,9 +223,8 @@ func stamp(s string, p int) bool {
 		(len(s) == p+15 || s[p+15] == '.')
 }
 
-// parenMarks finds every " (…)" group (one nested "(N)" allowed, as in
-// Dropbox's "(Alice's conflicted copy 2026-12-02 (1))") and classifies its
-// text; see classifyParen.
+// parenMarks finds every " (…)" group (nested parentheses allowed two
+// deep) and classifies its text; see classifyParen.
 func parenMarks(s string, f func(string, Mark)) {
 	for off := 0; ; {
 		i := strings.Index(s[off:], " (")
@@ -266,9 +265,11 @@ func parenMarks(s string, f func(string, Mark)) {
 //     the local copy's mtime in local time).
 //   - "case clash from yyyy-MM-dd hhmmss": Nextcloud ≥ 3.8
 //     (makeCaseClashConflictFileName).
-//   - "[NAME's ]conflicted copy[ yyyy-MM-dd][ (N)]": Dropbox (help page
-//     "What's a conflicted copy?": the editor's name, "conflicted copy" and
-//     the date; older clients put the computer's name).
+//   - "[NAME's ]conflicted copy[ yyyy-MM-dd]": Dropbox (help page "What's a
+//     conflicted copy?": the editor's name, "conflicted copy" and the date;
+//     older clients put the computer's name, which may hold "'s" or dots:
+//     "Pastor's Mac's", "imacfhe.local's"). A trailing " (N)" is accepted
+//     too, though not documented: it costs nothing.
 //   - "conflicting copy[ N]", "case conflict[ N]", "selective sync
 //     conflict[ N]", "unicode encoding conflict[ N]": Dropbox's other
 //     conflicts (help center) as Maestral writes them (utils/path.py
