@@ -68,9 +68,12 @@ const (
 // (Shape(c.Original) != NotSealfs) and shorter than stored. The caller tries
 // them in order and keeps the first that decrypts and authenticates under
 // the directory's ID; a wrong guess is harmless (it fails authentication)
-// and cheap. A name that is itself of a sealfs shape is never a conflict
-// copy: nil. Ambiguous schemes (OneDrive's "X-HOST", where X and HOST may
+// and cheap. Ambiguous schemes (OneDrive's "X-HOST", where X and HOST may
 // both contain '-') give one candidate per reading.
+//
+// Call it for names that did not decrypt as they are: a copy can itself
+// have a sealfs shape ("X-host-safeBackup-0001" after a 43-letter X is 64
+// base64url letters, a valid cipher-name length).
 //
 // A Syncthing conflict copy of a long-name entry "sealfs.ln.H" is
 // "sealfs.ln.sync-conflict-…-DEV.H" (Syncthing inserts its marker before
@@ -78,7 +81,7 @@ const (
 // original's, not the copy's. Copies of metadata ("sealfs.vault",
 // "sealfs.dirid", side files) come back with their Kind for fsck to report.
 func ParseConflict(stored string) []Conflict {
-	if len(stored) > 255 || IsStored(stored) {
+	if len(stored) > 255 {
 		return nil
 	}
 	type pending struct {

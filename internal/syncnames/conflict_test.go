@@ -69,6 +69,8 @@ func TestParseConflictRealWorld(t *testing.T) {
 		{x + "-DESKTOP-7QK2L9M", "report.pdf", Mark{Service: OneDrive, Who: "DESKTOP-7QK2L9M"}},
 		{x + "-Neo", "report.pdf", Mark{Service: OneDrive, Who: "Neo"}},
 		{x + "-predator-safeBackup-0001", "report.pdf", Mark{Service: OneDrive, Who: "predator", Counter: "0001"}},
+		// 43 + 21 = 64 letters: the copy has a cipher name's shape itself.
+		{x + "-pred-safeBackup-0001", "report.pdf", Mark{Service: OneDrive, Who: "pred", Counter: "0001"}},
 		{"sealfs.ln-LAPTOP." + h, strings.Repeat("L", 200), Mark{Service: OneDrive, Who: "LAPTOP"}},
 		// Seafile.
 		{x + " (SFConflict alice@example.com 2026-12-02-13-01-24)", "report.pdf",
@@ -177,8 +179,11 @@ func TestParseConflictOneDriveAmbiguity(t *testing.T) {
 func TestParseConflictRejects(t *testing.T) {
 	v := newVault(t)
 	x, _ := v.stored(t, "report.pdf")
+	if !IsStored(x + "-pred-safeBackup-0001") {
+		t.Error("the shape-alike OneDrive copy in TestParseConflictRealWorld lost its point")
+	}
 	for _, s := range []string{
-		x, "sealfs.vault", "sealfs.ln." + strings.Repeat("A", 43), // sealfs shapes are never copies
+		x, "sealfs.vault", "sealfs.ln." + strings.Repeat("A", 43), // no marker in them
 		x[:40] + " (1)", x + "A (1)", "report (conflicted copy 2026-12-02).pdf", ".stfolder", "",
 		x + ".sync-conflict-2026120-130124-CAVCEQA", x + ".sync-conflict-20261202-130124-CAVCEQAB",
 		x + " ()", x + " (1", x + ".conflict", strings.Repeat("A", 300) + " (1)",
