@@ -22,7 +22,8 @@ import (
 // Two Syncthing devices on 127.0.0.1 sharing one folder, as two computers of
 // a user would, fully offline: global and local discovery, relays, NAT/STUN,
 // usage and crash reporting and upgrades are off; each device dials the
-// other's static tcp://127.0.0.1:PORT. Every wait is on Syncthing's REST API
+// other's static tcp://127.0.0.1:PORT (B dials A; see writeConfig). Every
+// wait is on Syncthing's REST API
 // (/rest/events long polls, /rest/db/status, /rest/db/completion), never a
 // guessed sleep.
 //
@@ -193,11 +194,20 @@ func freeTCPPort(t testing.TB) int {
 // config.xml omits at zero (maxConflicts 0 would delete every conflict copy).
 func (d *syncthingDevice) writeConfig(t *testing.T, a, b *syncthingDevice) {
 	t.Helper()
+	// Only B dials (A's static address); A only listens: its address for B
+	// is "dynamic", which with discovery off resolves to nothing. When both
+	// dialled at once after a resume, Syncthing 1.19 sometimes sat out a 20 s
+	// Hello timeout on the crossed connections ("Failed to exchange Hello
+	// messages … i/o timeout").
 	device := func(p *syncthingDevice) string {
+		addr := fmt.Sprintf("tcp://127.0.0.1:%d", p.listen)
+		if d == a || p == d {
+			addr = "dynamic"
+		}
 		return fmt.Sprintf(`<device id="%s" name="%s" compression="metadata" introducer="false">
-        <address>tcp://127.0.0.1:%d</address>
+        <address>%s</address>
         <autoAcceptFolders>false</autoAcceptFolders>
-    </device>`, p.id, p.name, p.listen)
+    </device>`, p.id, p.name, addr)
 	}
 	cfg := fmt.Sprintf(`<configuration version="36">
     %s
@@ -572,7 +582,8 @@ func (p *syncthingPair) disconnect(t testing.TB) {
 	})
 }
 
-// reconnect resumes both devices and waits for the connection.
+// reconnect resumes both devices and waits for the connection: A first, so
+// that B's immediate dial on resume finds A accepting.
 func (p *syncthingPair) reconnect(t testing.TB) {
 	t.Helper()
 	p.A.mustRest(t, "POST", "/rest/system/resume?device="+p.B.id, nil)
