@@ -97,6 +97,12 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: cipher dir %s: %w", o.CipherDir, err)
 	}
+	unlock, err := lockVault(r.rootRef.fd, o.CipherDir) // exclusive.go
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	r.unlock = unlock
 	sec := attrTimeout
 	rootNode := r.newNode()
 	mo := fuse.MountOptions{

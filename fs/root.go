@@ -25,6 +25,8 @@ type root struct {
 	// once at mount; every backing call is relative to it (backing.go).
 	rootRef *dirRef
 	dirs    *dirCache
+	// unlock releases the one-mount-per-vault lock (exclusive.go).
+	unlock func()
 	keys    *crypto.Keys
 	log     *slog.Logger
 	opts    Options
@@ -85,6 +87,9 @@ func newRoot(o Options) (*root, error) {
 func (r *root) close() {
 	r.dirs.closeAll()
 	unix.Close(r.rootRef.fd)
+	if r.unlock != nil {
+		r.unlock()
+	}
 }
 
 // touch records activity for the CLI's --idle lock.

@@ -29,6 +29,17 @@ func TestCLIMountUnmount(t *testing.T) {
 		t.Fatal("mount returned before the mount was there")
 	}
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, "already mounted")
+	// The same vault at a second mountpoint: refused before any password
+	// is tried (a wrong one would say so), naming the existing mount.
+	mnt2 := filepath.Join(e.base, "mnt2")
+	if err := os.Mkdir(mnt2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrong := e.secretFile("wrong", "not-the-password")
+	wantExit(t, e.run("mount", "--password-file", wrong, e.cipher, mnt2), 1, "already mounted at "+e.mnt)
+	if isMounted(mnt2) {
+		t.Fatal("the vault was mounted a second time")
+	}
 	for _, s := range []string{"mount-password-7f3a", rk} {
 		if strings.Contains(allCmdlines(), s) {
 			t.Fatalf("secret %q visible in a process's argv", s)

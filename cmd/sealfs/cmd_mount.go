@@ -52,6 +52,9 @@ func cmdMount(a *app, args []string) error {
 			return fmt.Errorf("%s is already mounted by sealfs (`sealfs unmount %s` first)", mountpoint, pos[1])
 		}
 	}
+	if err := vaultInUse(cipherDir); err != nil {
+		return err
+	}
 	v, err := a.loadVault(cipherDir)
 	if err != nil {
 		return err

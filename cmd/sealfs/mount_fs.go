@@ -8,6 +8,16 @@ import (
 	"github.com/sealfs/sealfs/internal/vault"
 )
 
+// vaultInUse reports a sealfs mount of cipherDir already visible on this
+// machine, so that `mount` refuses before it asks for a password; the mount
+// itself holds the race-free lock (fs.Mount).
+func vaultInUse(cipherDir string) error {
+	if mp, ok := fs.MountedAt(cipherDir); ok {
+		return &fs.InUseError{CipherDir: cipherDir, Mountpoint: mp}
+	}
+	return nil
+}
+
 // mountFS mounts the unlocked vault; the one place that knows the fs package.
 func mountFS(mountpoint string, v *vault.Vault, log *slog.Logger, o mountOptions) (mountedFS, error) {
 	return fs.Mount(mountpoint, fs.Options{
