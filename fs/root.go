@@ -27,10 +27,10 @@ type root struct {
 	dirs    *dirCache
 	// unlock releases the one-mount-per-vault lock (exclusive.go).
 	unlock func()
-	keys    *crypto.Keys
-	log     *slog.Logger
-	opts    Options
-	dev     uint64 // st_dev of the cipher dir, masked out of inode numbers
+	keys   *crypto.Keys
+	log    *slog.Logger
+	opts   Options
+	dev    uint64 // st_dev of the cipher dir, masked out of inode numbers
 	// attrTimeout is how long the kernel may cache attributes we return.
 	attrTimeout time.Duration
 
