@@ -72,6 +72,24 @@ func TestCLIInitStatus(t *testing.T) {
 	wantExit(t, e.run("init", "--password", "x", e.cipher), 2, "flag provided but not defined")
 	// No terminal and no password source: say how to give one.
 	wantExit(t, e.run("init", "--no-confirm", filepath.Join(e.base, "v2")), 1, "--password-file")
+
+	// A folder with files of its own is refused before any password or TPM
+	// use; one holding only a sync service's files is fine.
+	busy := filepath.Join(e.base, "busy")
+	os.MkdirAll(filepath.Join(busy, ".stfolder"), 0o755)
+	mustWrite(t, filepath.Join(busy, "notes.txt"), []byte("mine"))
+	wantExit(t, e.run("init", "--password-file", pw, "--no-confirm", busy), 1, "is not empty (1 entries: notes.txt)")
+	if _, err := os.Stat(filepath.Join(busy, crypto.HeaderFileName)); err == nil {
+		t.Error("init wrote a header into a non-empty folder")
+	}
+	synced := filepath.Join(e.base, "synced")
+	for _, d := range []string{".stfolder", ".stversions"} {
+		os.MkdirAll(filepath.Join(synced, d), 0o755)
+	}
+	for _, f := range []string{".stignore", ".dropbox", "desktop.ini", ".DS_Store", "Thumbs.db"} {
+		mustWrite(t, filepath.Join(synced, f), nil)
+	}
+	e.mustRun("init", "--password-file", pw, "--no-confirm", synced)
 }
 
 func TestCLIWrongPassword(t *testing.T) {

@@ -26,6 +26,9 @@ func cmdInit(a *app, args []string) error {
 		return err
 	}
 	dir := pos[0]
+	if err := checkInitDir(dir); err != nil {
+		return err
+	}
 	opts, err := sf.opts()
 	if err != nil {
 		return err
