@@ -156,29 +156,16 @@ func (d *dirHandle) load() error {
 		return err
 	}
 	defer unix.Close(fd)
+	ents, err := d.n.list(fd, id) // listing.go
+	if err != nil {
+		return err
+	}
 	d.entries = d.entries[:0]
 	d.stored = d.stored[:0]
 	d.add(fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: d.n.StableAttr().Ino}, "")
 	d.add(fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR}, "")
-	buf := make([]byte, 32<<10)
-	for {
-		nb, err := unix.Getdents(fd, buf)
-		if err != nil {
-			return err
-		}
-		if nb <= 0 {
-			break
-		}
-		forEachDirent(buf[:nb], func(ino uint64, typ uint8, name string) {
-			if name == "." || name == ".." {
-				return
-			}
-			plain, ok := d.n.decryptEntry(fd, id, name)
-			if !ok {
-				return
-			}
-			d.add(fuse.DirEntry{Name: plain, Mode: dtToMode(typ), Ino: ino}, name)
-		})
+	for _, e := range ents {
+		d.add(fuse.DirEntry{Name: e.name, Mode: dtToMode(e.typ), Ino: e.ino}, e.stored)
 	}
 	d.loaded = true
 	return nil

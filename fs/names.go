@@ -2,11 +2,9 @@ package fs
 
 import (
 	"bytes"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/safefile"
 )
 
@@ -66,32 +64,4 @@ func (r *root) removeSideFile(e entryName, made bool) {
 	if err := unix.Unlinkat(e.fd(), e.side(), 0); err != nil && err != unix.ENOENT {
 		r.log.Warn("removing long-name side file", "cipher_path", e.in.logPath(e.side()), "err", err)
 	}
-}
-
-// decryptEntry turns a stored directory entry of directory n (open at
-// dirfd) into its plaintext name. ok is false for sealfs metadata, which is
-// never listed. A name that fails authentication is logged with its cipher
-// path and skipped, so the rest of the directory lists (issue 4 §5);
-// `sealfs fsck` reports it too.
-func (n *node) decryptEntry(dirfd int, id crypto.DirID, stored string) (name string, ok bool) {
-	enc := stored
-	if strings.HasPrefix(stored, metaPrefix) {
-		if !crypto.IsLongName(stored) {
-			return "", false
-		}
-		b, err := safefile.ReadFileAt(dirfd, stored+crypto.LongNameSuffix, maxMetaFile)
-		if err == nil {
-			enc, err = crypto.ParseLongNameFile(stored, b)
-		}
-		if err != nil {
-			n.r.log.Warn("long name cannot be resolved; entry not listed", "cipher_path", n.logPath(stored), "err", err)
-			return "", false
-		}
-	}
-	name, err := n.r.keys.DecryptName(id, enc)
-	if err != nil {
-		n.r.log.Warn("name failed authentication; entry not listed", "cipher_path", n.logPath(stored), "err", err)
-		return "", false
-	}
-	return name, true
 }

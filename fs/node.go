@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -38,6 +39,11 @@ type node struct {
 	dirID     crypto.DirID
 	haveDirID bool
 	warnedID  bool
+	// extras: entries of a directory whose plaintext name does not
+	// encrypt to their stored name (conflict copies, entries of another
+	// directory ID), from the last listing at listedAt (listing.go).
+	extras   map[string]extra
+	listedAt time.Time
 	// cacheStamp: the backing file's state that the kernel's cached pages
 	// of this regular file match (keep_cache.go).
 	cacheStamp stamp
@@ -131,6 +137,9 @@ func (n *node) encryptName(name string) (entryName, error) {
 	if len(name) > crypto.MaxNameLen {
 		return entryName{}, syscall.ENAMETOOLONG
 	}
+	if x, ok := n.extra(name); ok { // listing.go
+		return entryName{stored: x.stored, enc: x.enc, long: x.long}, nil
+	}
 	id, err := n.getDirID()
 	if err != nil {
 		return entryName{}, err
@@ -180,6 +189,7 @@ func (n *node) getDirID() (crypto.DirID, error) {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
 			n.setDirID(id)
+			n.r.ids.add(id)
 			return id, nil
 		}
 		err = perr

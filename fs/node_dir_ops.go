@@ -26,6 +26,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if n.r.opts.ReadOnly {
 		return nil, syscall.EROFS
 	}
+	if err := n.writableDir(); err != nil {
+		return nil, toErrno(err)
+	}
 	e, err := n.child(name)
 	if err != nil {
 		return nil, toErrno(err)
@@ -151,7 +154,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if ch := n.GetChild(name); ch != nil {
 		n.r.dirs.drop(asNode(ch))
 	}
-	n.r.removeSideFile(e, true)
+	n.forgetName(name, e)
 	return 0
 }
 
@@ -330,8 +333,26 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := unix.Unlinkat(e.fd(), e.stored, 0); err != nil {
 		return toErrno(err)
 	}
-	n.r.removeSideFile(e, true)
+	n.forgetName(name, e)
 	return 0
+}
+
+// forgetName tidies up after the entry e of name left directory n (unlink,
+// rmdir, rename away): its long-name side file goes unless a conflict copy
+// still needs it to be named, and so does the side file of a long-name
+// entry whose last conflict copy this was, if the entry itself is gone.
+func (n *node) forgetName(name string, e entryName) {
+	x, wasExtra := n.extra(name)
+	n.dropExtra(name)
+	if e.long && !n.hasCopyOf(e.stored) {
+		n.r.removeSideFile(e, true)
+	}
+	if wasExtra && x.orig != "" && crypto.IsLongName(x.orig) && !n.hasCopyOf(x.orig) {
+		var st unix.Statx_t
+		if statxAt(e.fd(), x.orig, &st) == syscall.ENOENT {
+			n.r.removeSideFile(entryName{dir: e.dir, in: n, stored: x.orig, long: true}, true)
+		}
+	}
 }
 
 // Rename maps the kernel's rename(2) flags straight onto renameat2(2).
@@ -344,6 +365,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return syscall.EROFS
 	}
 	np := asNode(newParent.EmbeddedInode())
+	if err := np.writableDir(); err != nil {
+		return toErrno(err)
+	}
 	src, err := n.child(name)
 	if err != nil {
 		return toErrno(err)
@@ -388,13 +412,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		n.r.dirs.drop(asNode(old)) // the directory it replaced is gone
 	}
 	n.r.renamed(n.GetChild(name), dst.path())
-	if src.long {
-		// rename(2) between two links of one inode succeeds and changes
-		// nothing; the source name then still needs its side file.
-		var st unix.Statx_t
-		if errors.Is(statxAt(src.fd(), src.stored, &st), syscall.ENOENT) {
-			n.r.removeSideFile(src, true)
-		}
+	// rename(2) between two links of one inode succeeds and changes
+	// nothing; the source name then still needs its side file.
+	var st unix.Statx_t
+	if errors.Is(statxAt(src.fd(), src.stored, &st), syscall.ENOENT) {
+		n.forgetName(name, src)
 	}
 	return 0
 }
@@ -475,6 +497,9 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 // makeEntry creates a non-regular entry with mk (side file first for long
 // names), runs fix on it (owner, mode), and registers the node.
 func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, mk func(dfd int, stored string) error, fix func(obj) error) (*gofs.Inode, syscall.Errno) {
+	if err := n.writableDir(); err != nil {
+		return nil, toErrno(err)
+	}
 	e, err := n.child(name)
 	if err != nil {
 		return nil, toErrno(err)

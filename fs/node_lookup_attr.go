@@ -22,7 +22,16 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	}
 	defer e.done()
 	var st unix.Statx_t
-	if err := statxAt(e.fd(), e.stored, &st); err != nil {
+	err = statxAt(e.fd(), e.stored, &st)
+	if err == syscall.ENOENT {
+		// Perhaps a conflict copy or an entry of another directory ID,
+		// whose name does not encrypt to its stored name (listing.go).
+		if x, ok := n.lookupExtra(name); ok {
+			e.stored = x.stored
+			err = statxAt(e.fd(), e.stored, &st)
+		}
+	}
+	if err != nil {
 		return nil, toErrno(err)
 	}
 	ch := n.newChild(ctx, name, e.stored, &st, out)

@@ -68,6 +68,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if n.r.opts.ReadOnly {
 		return nil, nil, 0, syscall.EROFS
 	}
+	if err := n.writableDir(); err != nil { // listing.go
+		return nil, nil, 0, toErrno(err)
+	}
 	e, err := n.child(name)
 	if err != nil {
 		return nil, nil, 0, toErrno(err)

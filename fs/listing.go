@@ -1,0 +1,363 @@
+package fs
+
+import (
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/dirent"
+	"github.com/sealfs/sealfs/internal/safefile"
+	"github.com/sealfs/sealfs/internal/syncnames"
+)
+
+// What a listing shows (issue 15). A cipher directory synced between devices
+// holds more than entries whose names decrypt under its ID:
+//
+//   - a sync service's own files (.stfolder, .syncthing.*.tmp, desktop.ini…):
+//     never shown, never logged (dirent.Housekeeping);
+//   - conflict copies (X.sync-conflict-…, "X (conflicted copy …)", …): shown
+//     next to the original under a display name, "report (conflict
+//     2026-12-02 130124 CAVCEQA).pdf" (syncnames.Assign's rule keeps them
+//     apart from real names), readable, renamable and removable, one log
+//     line per copy;
+//   - entries whose names were encrypted under another directory's ID: a
+//     directory renamed on one device while another wrote into it comes back
+//     under its old name holding the new files but not its sealfs.dirid (its
+//     ID left with the renamed directory). Names that do not decrypt are
+//     tried under every directory ID this mount has read and every dirid
+//     file in the vault, and shown under their names when one fits.
+//
+// Entries whose plaintext name does not encrypt to their stored name (copies
+// and entries of another ID) are the directory's extras: a lookup, unlink or
+// rename of their name uses the stored name recorded at the last listing (or
+// at a lookup that had to list the directory).
+
+// extra is an entry whose name does not encrypt to its stored name here.
+type extra struct {
+	stored string
+	enc    string // its full cipher name when it has its own side file
+	long   bool   // stored has its own long-name side file
+	orig   string // for a conflict copy: the stored name it copies
+}
+
+// listed is one entry a listing shows.
+type listed struct {
+	name, stored string
+	ino          uint64
+	typ          uint8
+}
+
+// list reads directory n (open for reading at fd, whose names are encrypted
+// under id) and returns what the plaintext view shows, refreshing n's
+// extras.
+func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
+	side := func(name string) ([]byte, error) { return safefile.ReadFileAt(fd, name, maxMetaFile) }
+	var ents []dirent.Entry
+	var meta []listed // ino and type, parallel to ents
+	var undecryptable []int
+	buf := make([]byte, 32<<10)
+	for {
+		nb, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if nb <= 0 {
+			break
+		}
+		forEachDirent(buf[:nb], func(ino uint64, typ uint8, name string) {
+			if name == "." || name == ".." {
+				return
+			}
+			e := dirent.Classify(n.r.keys, id, name, side)
+			e.Dir = typ == unix.DT_DIR
+			switch e.Kind {
+			case dirent.Metadata, dirent.MetadataCopy, dirent.Housekeeping:
+				return
+			case dirent.Undecryptable:
+				undecryptable = append(undecryptable, len(ents))
+			}
+			ents = append(ents, e)
+			meta = append(meta, listed{stored: name, ino: ino, typ: typ})
+		})
+	}
+	foreign := map[int]bool{}
+	if len(undecryptable) > 0 {
+		n.tryOtherIDs(id, ents, undecryptable, side, foreign)
+	}
+	dirent.Name(ents)
+	extras := map[string]extra{}
+	shown := map[string]bool{}
+	for i, e := range ents {
+		if !foreign[i] && (e.Kind == dirent.Plain || e.Kind == dirent.ConflictCopy) {
+			shown[e.Name] = true
+		}
+	}
+	out := make([]listed, 0, len(ents))
+	for i, e := range ents {
+		switch {
+		case e.Kind == dirent.Undecryptable:
+			n.r.log.Warn("name failed authentication; entry not listed (sealfs fsck reports it)",
+				"cipher_path", n.logPath(e.Stored), "err", e.Err)
+			continue
+		case e.Kind == dirent.ConflictCopy:
+			extras[e.Name] = extra{stored: e.Stored, orig: e.Conflict.Original}
+			n.r.logOnce(n.logPath(e.Stored), "conflict copy made by a sync service; shown as "+e.Name,
+				"of", e.Plain, "service", string(e.Conflict.Service()))
+		case foreign[i]:
+			if shown[e.Name] {
+				n.r.log.Warn("entry of another directory has the name of an entry here; not listed (sealfs fsck reports it)",
+					"cipher_path", n.logPath(e.Stored), "name", e.Name)
+				continue
+			}
+			shown[e.Name] = true
+			enc := e.Stored
+			if e.Long {
+				if b, err := side(e.Stored + crypto.LongNameSuffix); err == nil {
+					enc = string(b)
+				}
+			}
+			extras[e.Name] = extra{stored: e.Stored, enc: enc, long: e.Long}
+		}
+		l := meta[i]
+		l.name = e.Name
+		out = append(out, l)
+	}
+	n.setExtras(extras)
+	return out, nil
+}
+
+// tryOtherIDs retries the undecryptable entries ents[idx] under the other
+// directory IDs the vault holds (and, for a directory whose own ID file is
+// missing, those are its likely ID), marking those that fit in foreign.
+func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, side dirent.ReadSide, foreign map[int]bool) {
+	for _, cand := range n.r.ids.candidates(n.r) {
+		if cand == own {
+			continue
+		}
+		left := idx[:0]
+		for _, i := range idx {
+			e := dirent.Classify(n.r.keys, cand, ents[i].Stored, side)
+			if e.Kind == dirent.Plain || e.Kind == dirent.ConflictCopy {
+				e.Dir = ents[i].Dir
+				ents[i] = e
+				foreign[i] = true
+				n.r.logOnce(n.logPath(e.Stored), "entry encrypted under another directory's ID (a sync race); shown here",
+					"name", e.Plain)
+				continue
+			}
+			left = append(left, i)
+		}
+		idx = left
+		if len(idx) == 0 {
+			return
+		}
+	}
+}
+
+func (n *node) setExtras(m map[string]extra) {
+	n.mu.Lock()
+	n.extras, n.listedAt = m, time.Now()
+	n.mu.Unlock()
+}
+
+// extra returns the stored place of name if it is one of n's extras.
+func (n *node) extra(name string) (extra, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	x, ok := n.extras[name]
+	return x, ok
+}
+
+// dropExtra forgets name after it was removed or renamed away.
+func (n *node) dropExtra(name string) {
+	n.mu.Lock()
+	delete(n.extras, name)
+	n.mu.Unlock()
+}
+
+// hasCopyOf reports whether n's last listing showed a conflict copy of the
+// long-name entry stored (whose side file the copy needs to be named).
+// Without a listing it lists n now.
+func (n *node) hasCopyOf(stored string) bool {
+	n.mu.Lock()
+	listed := n.extras != nil
+	n.mu.Unlock()
+	if !listed {
+		n.relist()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range n.extras {
+		if x.orig == stored {
+			return true
+		}
+	}
+	return false
+}
+
+// relist lists n to refresh its extras (a lookup of a name that may be one).
+func (n *node) relist() {
+	id, err := n.getDirID()
+	if err != nil {
+		return
+	}
+	fd, err := n.openDirRead()
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	n.list(fd, id)
+}
+
+// lookupExtra resolves name among n's extras when a plain lookup found
+// nothing: from the last listing if it is recent, else by listing now. Only
+// names that can be extras cost a listing: conflict display names, and any
+// name in a directory whose ID file is missing.
+func (n *node) lookupExtra(name string) (extra, bool) {
+	if x, ok := n.extra(name); ok {
+		return x, true
+	}
+	n.mu.Lock()
+	recent := n.extras != nil && time.Since(n.listedAt) < attrTimeout
+	n.mu.Unlock()
+	if recent || (!syncnames.IsDisplay(name) && n.idFromFile()) {
+		return extra{}, false
+	}
+	n.relist()
+	return n.extra(name)
+}
+
+// idIndex knows the directory IDs of the vault: every one this mount read,
+// and those of all dirid files found by a walk of the cipher folder (made
+// only when a listing meets names that do not decrypt, at most every
+// idScanEvery).
+type idIndex struct {
+	mu      sync.Mutex
+	seen    map[crypto.DirID]bool
+	scanned time.Time
+}
+
+const (
+	idScanEvery = 10 * time.Second
+	idScanMax   = 200000 // directories walked at most
+)
+
+func (x *idIndex) add(id crypto.DirID) {
+	x.mu.Lock()
+	if x.seen == nil {
+		x.seen = map[crypto.DirID]bool{}
+	}
+	x.seen[id] = true
+	x.mu.Unlock()
+}
+
+// candidates returns every known directory ID, walking the vault first if
+// the last walk is older than idScanEvery.
+func (x *idIndex) candidates(r *root) []crypto.DirID {
+	x.mu.Lock()
+	stale := time.Since(x.scanned) > idScanEvery
+	x.mu.Unlock()
+	if stale {
+		found := r.walkDirIDs()
+		x.mu.Lock()
+		if x.seen == nil {
+			x.seen = map[crypto.DirID]bool{}
+		}
+		for _, id := range found {
+			x.seen[id] = true
+		}
+		x.scanned = time.Now()
+		x.mu.Unlock()
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]crypto.DirID, 0, len(x.seen))
+	for id := range x.seen {
+		out = append(out, id)
+	}
+	return out
+}
+
+// walkDirIDs reads the dirid file of every directory below the cipher root,
+// fd-relative, following no symlink.
+func (r *root) walkDirIDs() []crypto.DirID {
+	var ids []crypto.DirID
+	queue := []int{}
+	if fd, err := unix.Dup(r.rootRef.fd); err == nil {
+		queue = append(queue, fd)
+	}
+	walked := 0
+	buf := make([]byte, 32<<10)
+	for len(queue) > 0 {
+		dfd := queue[0]
+		queue = queue[1:]
+		walked++
+		if b, err := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile); err == nil {
+			if id, err := crypto.ParseDirID(b); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		rfd, err := safefile.OpenDirRead(dfd, "")
+		if err == nil {
+			for {
+				nb, err := unix.Getdents(rfd, buf)
+				if err != nil || nb <= 0 {
+					break
+				}
+				forEachDirent(buf[:nb], func(_ uint64, typ uint8, name string) {
+					if typ != unix.DT_DIR || name == "." || name == ".." || walked+len(queue) >= idScanMax {
+						return
+					}
+					if cfd, err := safefile.OpenDir(dfd, name); err == nil {
+						queue = append(queue, cfd)
+					}
+				})
+			}
+			unix.Close(rfd)
+		}
+		unix.Close(dfd)
+	}
+	return ids
+}
+
+// logOnce logs msg about the cipher path once per mount.
+func (r *root) logOnce(path, msg string, args ...any) {
+	if _, dup := r.logged.LoadOrStore(path+"\x00"+msg, true); dup {
+		return
+	}
+	r.log.Warn(msg, append([]any{"cipher_path", path}, args...)...)
+}
+
+// errIDUnknown refuses a new name in a directory whose ID file is missing
+// or unreadable: the name would be encrypted under a guess, and vanish for
+// good once the real file arrives from the sync service (issue 15).
+const errIDUnknown = syscall.EAGAIN
+
+// writableDir refuses new names in n while its directory ID is not known
+// from its sealfs.dirid file.
+func (n *node) writableDir() error {
+	if n.idFromFile() {
+		return nil
+	}
+	n.r.logOnce(n.logPath(crypto.DirIDFile),
+		"new names refused in a directory whose ID file is missing (not synced yet?); they would be encrypted under a guess. "+
+			"Wait for the sync, or run sealfs fsck --repair")
+	return errIDUnknown
+}
+
+// idFromFile reports whether n's directory ID is known from its dirid file
+// (the root's is fixed).
+func (n *node) idFromFile() bool {
+	if n.IsRoot() {
+		return true
+	}
+	if _, err := n.getDirID(); err != nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.haveDirID
+}
