@@ -41,6 +41,7 @@ type extra struct {
 	enc    string // its full cipher name when it has its own side file
 	long   bool   // stored has its own long-name side file
 	orig   string // for a conflict copy: the stored name it copies
+	plain  string // for a conflict copy: the original's plaintext name
 }
 
 // listed is one entry a listing shows.
@@ -103,7 +104,7 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 				"cipher_path", n.logPath(e.Stored), "err", e.Err)
 			continue
 		case e.Kind == dirent.ConflictCopy:
-			extras[e.Name] = extra{stored: e.Stored, orig: e.Conflict.Original}
+			extras[e.Name] = extra{stored: e.Stored, orig: e.Conflict.Original, plain: e.Plain}
 			n.r.logOnce(n.logPath(e.Stored), "conflict copy made by a sync service; shown as "+e.Name,
 				"of", e.Plain, "service", string(e.Conflict.Service()))
 		case foreign[i]:

@@ -210,9 +210,15 @@ func (n *node) fallbackDirID(cause error) (crypto.DirID, error) {
 	if parent == nil {
 		return crypto.DirID{}, syscall.ENOENT
 	}
-	pid, err := asNode(parent).getDirID()
+	pn := asNode(parent)
+	pid, err := pn.getDirID()
 	if err != nil {
 		return crypto.DirID{}, err
+	}
+	if x, ok := pn.extra(name); ok && x.plain != "" {
+		// A conflict copy of a directory: its ID was derived from the
+		// original's name.
+		name = x.plain
 	}
 	n.mu.Lock()
 	warn := !n.warnedID

@@ -172,6 +172,31 @@ func TestFSConflictCopiesShown(t *testing.T) {
 	}
 }
 
+// A conflict copy of a directory that lacks its own sealfs.dirid (the sync
+// service copied the entries, not the ID file) takes the ID derived from
+// its original's name: its entries decrypt.
+func TestFSConflictCopyOfDirectory(t *testing.T) {
+	m := newMount(t, mountOpts{})
+	if err := os.Mkdir(m.p("photos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, m.p("photos", "a.jpg"), []byte("jpeg"))
+	src := m.cipherOf("photos")
+	fileCipher := m.cipherOf("photos/a.jpg")
+	dst := src + " (1)"
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyCipher(t, fileCipher, filepath.Join(dst, filepath.Base(fileCipher)))
+	time.Sleep(1100 * time.Millisecond)
+	if got := strings.Join(listNames(t, m.mnt), ","); got != "photos,photos (conflict 1)" {
+		t.Fatalf("root lists %q", got)
+	}
+	if b := mustRead(t, m.p("photos (conflict 1)", "a.jpg")); string(b) != "jpeg" {
+		t.Errorf("file in the directory copy reads %q", b)
+	}
+}
+
 // A directory whose sealfs.dirid is missing (not synced yet, or left behind
 // by a rename on another device) refuses new names (EAGAIN: they would be
 // encrypted under a guess); its entries stay readable, and entries
