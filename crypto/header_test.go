@@ -99,14 +99,34 @@ func TestHeaderNewerVersionAndFeature(t *testing.T) {
 
 func TestHeaderRejectsBadSlots(t *testing.T) {
 	h, _, k, _ := testHeader(t)
-	h.Slots[1].KDF.MemoryKiB = 1 << 30
-	b, _ := h.Marshal(k)
-	if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {
-		t.Errorf("absurd KDF cost accepted: %v", err)
+	// format.md §3: the bounds are tight; one step beyond any of them is
+	// refused, the bounds themselves are accepted.
+	for _, c := range []struct {
+		t, m uint32
+		p    uint8
+		ok   bool
+	}{
+		{4, 128 << 10, 4, true}, {1, 32, 4, true}, {1, 8, 1, true},
+		{5, 64 << 10, 4, false}, {3, 128<<10 + 1, 4, false}, {3, 64 << 10, 5, false},
+		{0, 64 << 10, 4, false}, {3, 64 << 10, 0, false}, {64, 4 << 20, 64, false}, {3, 1 << 30, 4, false},
+	} {
+		h.Slots[1].KDF.Time, h.Slots[1].KDF.MemoryKiB, h.Slots[1].KDF.Threads = c.t, c.m, c.p
+		b, _ := h.Marshal(k)
+		_, err := ParseHeader(b)
+		if c.ok != (err == nil) || (err != nil && !errors.Is(err, ErrHeaderFormat)) {
+			t.Errorf("KDF cost t=%d m=%d p=%d: %v", c.t, c.m, c.p, err)
+		}
+		if c.ok {
+			continue
+		}
+		if _, err := DeriveAuthValue([]byte("pw"), h.Slots[1].KDF); err == nil {
+			t.Errorf("DeriveAuthValue ran with out-of-range cost t=%d m=%d p=%d", c.t, c.m, c.p)
+		}
 	}
+	h.Slots[1].KDF.Time, h.Slots[1].KDF.Threads = defaultTime, defaultThreads
 	// format.md §3: memory_kib ≥ 8·threads, Argon2's own minimum.
 	h.Slots[1].KDF.MemoryKiB = 8*uint32(h.Slots[1].KDF.Threads) - 1
-	b, _ = h.Marshal(k)
+	b, _ := h.Marshal(k)
 	if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {
 		t.Errorf("memory_kib below 8·threads accepted: %v", err)
 	}
