@@ -109,6 +109,10 @@ type TPMBlob struct {
 	NVIndex  uint32 `json:"nv_index,omitempty"`
 	NVName   []byte `json:"nv_name,omitempty"`
 	MaxTries uint32 `json:"max_tries,omitempty"`
+	// Attempt-limited slots bound to PCRs: the PCR-sealed object whose
+	// secret is mixed into the NV index's authValue (tpm/limited.go).
+	GatePublic  []byte `json:"gate_public,omitempty"`
+	GatePrivate []byte `json:"gate_private,omitempty"`
 }
 
 // NewHeader starts a header for a new vault.
@@ -223,6 +227,10 @@ func (s *Slot) validate() error {
 		}
 		if (s.TPM.NVIndex == 0) != (len(s.TPM.NVName) == 0) || (s.TPM.NVIndex == 0) != (s.TPM.MaxTries == 0) {
 			return errors.New("tpm slot: nv_index, nv_name and max_tries go together")
+		}
+		if (len(s.TPM.GatePublic) == 0) != (len(s.TPM.GatePrivate) == 0) ||
+			(len(s.TPM.GatePublic) != 0 && (s.TPM.NVIndex == 0 || len(s.TPM.PCRs) == 0)) {
+			return errors.New("tpm slot: gate_public and gate_private go together, on attempt-limited slots with pcrs")
 		}
 		if s.TPM.MaxTries > MaxTriesLimit {
 			return fmt.Errorf("tpm slot: max_tries %d is over %d", s.TPM.MaxTries, MaxTriesLimit)

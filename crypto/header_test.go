@@ -136,6 +136,30 @@ func TestHeaderRejectsBadSlots(t *testing.T) {
 		t.Errorf("memory_kib = 8·threads refused: %v", err)
 	}
 	h.Slots[1].KDF.MemoryKiB = defaultMemory
+	// A PCR gate only on attempt-limited slots with PCRs, both halves.
+	tb := h.Slots[1].TPM
+	for _, c := range []struct {
+		gate     [][]byte
+		nv       uint32
+		pcrs     []int
+		accepted bool
+	}{
+		{[][]byte{{1}, {2}}, 0x01800001, []int{7}, true},
+		{[][]byte{{1}, nil}, 0x01800001, []int{7}, false},
+		{[][]byte{{1}, {2}}, 0, []int{7}, false},
+		{[][]byte{{1}, {2}}, 0x01800001, nil, false},
+	} {
+		tb.GatePublic, tb.GatePrivate, tb.PCRs = c.gate[0], c.gate[1], c.pcrs
+		tb.NVIndex, tb.NVName, tb.MaxTries = 0, nil, 0
+		if c.nv != 0 {
+			tb.NVIndex, tb.NVName, tb.MaxTries = c.nv, []byte{1}, 3
+		}
+		b, _ := h.Marshal(k)
+		if _, err := ParseHeader(b); c.accepted != (err == nil) {
+			t.Errorf("gate %v, nv %#x, pcrs %v: %v", c.gate, c.nv, c.pcrs, err)
+		}
+	}
+	*tb = TPMBlob{Public: []byte{1}, Private: []byte{2}, SRKName: []byte{3}}
 	h.Slots[1].ID = "recovery"
 	b, _ = h.Marshal(k)
 	if _, err := ParseHeader(b); !errors.Is(err, ErrHeaderFormat) {

@@ -99,8 +99,11 @@ type exhaustedError struct {
 func (e *exhaustedError) Error() string {
 	first := tpm.ErrTriesExhausted.Error()
 	var te *tpm.TriesError
-	if errors.As(e.err, &te) {
+	switch {
+	case errors.As(e.err, &te):
 		first = te.Error() // "wrong password: that was the last try; …"
+	case errors.Is(e.err, tpm.ErrTriesUsedUp):
+		first = tpm.ErrTriesUsedUp.Error()
 	}
 	return first + "\nEven the right password will not open this TPM slot any more. " +
 		"`sealfs recover " + e.dir + "` with your recovery key creates a fresh slot with a new password."

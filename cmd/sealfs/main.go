@@ -146,6 +146,8 @@ func userMessage(err error) string {
 		return le.Error()
 	case errors.As(err, &pe):
 		return pe.Error()
+	case errors.Is(err, tpm.ErrTriesUsedUp):
+		return tpm.ErrTriesUsedUp.Error()
 	case errors.Is(err, tpm.ErrTriesExhausted):
 		return tpm.ErrTriesExhausted.Error()
 	case errors.Is(err, tpm.ErrWrongTPM):

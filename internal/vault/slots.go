@@ -156,14 +156,16 @@ type PasswdOptions struct {
 }
 
 // ChangePassword gives this TPM's slot newPassword (and, with
-// opts.MaxTries, a new attempt limit). The sealed key stays the same and
+// opts.MaxTries, a new attempt limit). The master key stays the same and
 // nothing is re-encrypted; the vault ends up unlocked.
 //
-// A plain slot is re-keyed with ObjectChangeAuth. The old blob would still
-// open with the old password, so it is replaced in one atomic header
-// update. An attempt-limited slot (or one becoming limited or plain) is
-// re-sealed instead: its password is the authValue of its NV index, fixed
-// when the index is defined (see reseal for the order of the steps).
+// The slot is always re-sealed: a new object (and, if limited, a new NV
+// index) under the same slot id (see reseal for the order of the steps).
+// No object sealfs makes can have its authValue changed (tpm.Seal), and an
+// attempt-limited slot's password is its NV index's authValue, fixed when
+// the index is defined. An attempt-limited slot's old index is deleted, so
+// copies of the old header die with it; a plain slot's old object cannot
+// be revoked by any TPM command (docs/threat-model.md).
 func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts PasswdOptions) error {
 	if opts.MaxTries != nil && *opts.MaxTries > tpm.MaxTriesLimit {
 		return fmt.Errorf("max tries must be 0..%d, got %d", tpm.MaxTriesLimit, *opts.MaxTries)
@@ -188,30 +190,7 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 	if opts.MaxTries != nil {
 		maxTries = *opts.MaxTries
 	}
-	if Limited(slot.TPM) || maxTries > 0 {
-		return v.reseal(s, slot, kdf, newAuth, maxTries)
-	}
-	oldAuth, err := crypto.DeriveAuthValue(oldPassword, slot.KDF)
-	if err != nil {
-		return err
-	}
-	defer clear(oldAuth)
-	blob, err := s.ChangeAuth(slot.TPM, oldAuth, newAuth)
-	if err != nil {
-		return fmt.Errorf("changing the slot's password in the TPM: %w", err)
-	}
-	oldKDF, oldBlob := slot.KDF, slot.TPM
-	slot.KDF, slot.TPM = kdf, blob
-	if err := v.pinBeforeSave(slot); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
-		return err
-	}
-	if err := v.Save(); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
-		return err
-	}
-	v.pinAfterSave(slot)
-	return nil
+	return v.reseal(s, slot, kdf, newAuth, maxTries)
 }
 
 // reseal replaces slot's sealed object with a new one behind newAuth,

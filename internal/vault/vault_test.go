@@ -76,17 +76,6 @@ func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
 	return bytes.Clone(o[1]), nil
 }
 
-func (f *fakeTPM) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {
-	if Limited(b) {
-		return nil, errors.New("fake: ChangeAuth on a limited slot")
-	}
-	o, ok := f.objects[string(b.Private)]
-	if !ok || !bytes.Equal(o[0], oldAuth) {
-		return nil, &tpm.AuthError{TriesLeft: 2}
-	}
-	return f.Seal(o[1], newAuth, SealOptions{})
-}
-
 func (f *fakeTPM) Delete(b *crypto.TPMBlob) error {
 	delete(f.nv, b.NVIndex)
 	return nil
