@@ -57,7 +57,7 @@ func (e *cliEnv) writeVault(b []byte) {
 func TestCLISlotChangedRefused(t *testing.T) {
 	e := newCLIEnv(t, daParams{maxTries: 5, interval: 900 * time.Second, recovery: 900 * time.Second})
 	pw := e.secretFile("pw", "pinned-slot-pw")
-	e.initVault(pw)
+	e.initVault(pw, "--max-tries", "0")
 	orig := e.flipSlotSalt()
 
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)

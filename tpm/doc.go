@@ -14,6 +14,10 @@
 // SealLimited makes the other kind of slot: one that allows a fixed number
 // of consecutive wrong passwords, counted by the TPM itself in a PIN-fail NV
 // index, and then never opens again (design and limits in limited.go).
+// sealfs makes this kind by default: the DA lockout is no limit on a
+// machine whose lockout authorisation is empty, where anyone who may use
+// the TPM can reset it (TPM2_DictionaryAttackLockReset), and a PIN-fail
+// index is untouched by that reset.
 //
 // swtpm can stand in for a hardware TPM ("swtpm:DIR"): then the slot is only
 // as safe as DIR, since whoever copies DIR can run the TPM without lockout.

@@ -34,6 +34,7 @@ func cmdInit(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.warnPlainSlot(t, opts)
 	pw, err := a.password("New vault password", true)
 	if err != nil {
 		return err
