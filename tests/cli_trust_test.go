@@ -1,9 +1,6 @@
 package tests
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,21 +21,16 @@ const changedSlotMsg = "was changed outside sealfs since it was last used on thi
 func (e *cliEnv) flipSlotSalt() []byte {
 	e.t.Helper()
 	raw := e.vaultBytes()
-	h, err := crypto.ParseHeader(raw)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := range h.Slots {
-		if h.Slots[i].Type == crypto.SlotTPM {
-			h.Slots[i].KDF.Salt[0] ^= 1
+	out, err := crypto.EditUnauthenticated(raw, func(h *crypto.Header) {
+		for i := range h.Slots {
+			if h.Slots[i].Type == crypto.SlotTPM {
+				h.Slots[i].KDF.Salt[0] ^= 1
+			}
 		}
-	}
-	body, err := json.MarshalIndent(h, "", " ")
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := append(bytes.Clone(raw[:10]), binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
-	out = append(append(out, body...), raw[len(raw)-32:]...)
 	e.writeVault(out)
 	return raw
 }

@@ -2,9 +2,7 @@ package vault
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -44,21 +42,16 @@ func freshState(t *testing.T) string {
 func editSlots(t *testing.T, dir string, edit func(s *crypto.Slot)) (restore func()) {
 	t.Helper()
 	raw := readHeader(t, dir)
-	h, err := crypto.ParseHeader(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range h.Slots {
-		if h.Slots[i].Type == crypto.SlotTPM {
-			edit(&h.Slots[i])
+	out, err := crypto.EditUnauthenticated(raw, func(h *crypto.Header) {
+		for i := range h.Slots {
+			if h.Slots[i].Type == crypto.SlotTPM {
+				edit(&h.Slots[i])
+			}
 		}
-	}
-	body, err := json.MarshalIndent(h, "", " ")
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := append(bytes.Clone(raw[:10]), binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
-	out = append(append(out, body...), raw[len(raw)-32:]...)
 	path := filepath.Join(dir, crypto.HeaderFileName)
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)

@@ -150,9 +150,8 @@ func (v *Vault) RecoverySlot() (*crypto.Slot, bool) {
 	return nil, false
 }
 
-// maxHeaderFile is the largest header crypto.ParseHeader accepts: prefix,
-// a 1 MiB body and the MAC.
-const maxHeaderFile = 14 + 1<<20 + 32
+// maxHeaderFile is the largest header crypto.ParseHeader accepts.
+const maxHeaderFile = crypto.MaxHeaderFileSize
 
 // readHeaderFile reads the header without trusting what the cipher folder
 // put at its name: a FIFO (open would block), a device or a symlink to one
