@@ -15,7 +15,8 @@ import (
 
 // statusJSON is the part of `sealfs status --json` the tests read.
 type statusJSON struct {
-	Slots []struct {
+	Format int `json:"format"`
+	Slots  []struct {
 		ID, Type string
 		ThisTPM  *bool `json:"this_tpm"`
 	} `json:"slots"`
@@ -270,8 +271,15 @@ func copyDir(t *testing.T, from, to string) {
 		}
 		rel, _ := filepath.Rel(from, p)
 		dst := filepath.Join(to, rel)
-		if fi.IsDir() {
+		switch {
+		case fi.IsDir():
 			return os.MkdirAll(dst, fi.Mode().Perm())
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {

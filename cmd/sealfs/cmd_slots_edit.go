@@ -129,6 +129,7 @@ func cmdEnroll(a *app, args []string) error {
 		if err := a.unlockWithTPM(v, from); err != nil {
 			return err
 		}
+		a.repair(v)
 		pw, err = newPassword(*newFile, "Password for the new slot")
 	} else {
 		if err := a.unlock(v, true); err != nil {

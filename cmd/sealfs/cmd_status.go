@@ -25,9 +25,12 @@ type statusReport struct {
 	Slots     []slotReport `json:"slots"`
 	// The slot list is read before any key is known: it is authenticated
 	// only when the vault is unlocked.
-	Authenticated bool       `json:"authenticated"`
-	TPM           *tpmReport `json:"tpm,omitempty"`
-	TPMError      string     `json:"tpm_error,omitempty"`
+	Authenticated bool `json:"authenticated"`
+	// HeaderProblems: damaged copies of the header, sync conflict copies
+	// waiting to be merged; the next unlock repairs them.
+	HeaderProblems []string   `json:"header_problems,omitempty"`
+	TPM            *tpmReport `json:"tpm,omitempty"`
+	TPMError       string     `json:"tpm_error,omitempty"`
 }
 
 type slotReport struct {
@@ -134,7 +137,8 @@ func (a *app) tpmSpecShown() string {
 
 func buildReport(v *vault.Vault) *statusReport {
 	h := v.Header
-	r := &statusReport{CipherDir: v.Dir, Format: h.Version, VaultID: hex.EncodeToString(h.VaultID), Created: h.Created}
+	r := &statusReport{CipherDir: v.Dir, Format: h.Version, VaultID: hex.EncodeToString(h.VaultID), Created: h.Created,
+		HeaderProblems: v.HeaderProblems()}
 	for _, s := range h.Slots {
 		sr := slotReport{ID: s.ID, Type: s.Type, Created: s.Created, Label: s.Label}
 		if s.TPM != nil {
@@ -227,6 +231,9 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.Created.Format(time.DateOnly), s.Label, strings.Join(d, ", "))
 	}
 	tw.Flush()
+	for _, p := range r.HeaderProblems {
+		fmt.Fprintf(w, "  header: %s\n", p)
+	}
 	for _, s := range r.Slots {
 		if s.Advice != "" {
 			fmt.Fprintf(w, "  advice for %s: run `%s`\n", s.ID, s.Advice)

@@ -32,3 +32,7 @@ type SealOptions struct {
 
 // Limited reports whether b is an attempt-limited slot.
 func Limited(b *crypto.TPMBlob) bool { return b != nil && b.NVIndex != 0 }
+
+// newKDFParams makes a new slot's KDF parameters; the package's tests swap
+// in a cheap cost (the cost itself is crypto's to test).
+var newKDFParams = crypto.NewKDFParams

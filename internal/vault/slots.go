@@ -61,8 +61,15 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 		m.Wipe()
 		return nil, crypto.RecoveryKey{}, err
 	}
-	v := &Vault{Dir: dir, Header: h, log: log, master: m, keys: k}
-	v.trust, v.trustErr = DefaultTrustStore()
+	anchor, err := filepath.Abs(dir)
+	if err != nil {
+		m.Wipe()
+		k.Wipe()
+		return nil, crypto.RecoveryKey{}, err
+	}
+	v := &Vault{Dir: dir, Header: h, log: log, anchor: anchor, master: m, keys: k}
+	warnUnlocked(log, m)
+	v.pins, v.pinsErr = DefaultPinStore()
 	defer func() {
 		if err != nil {
 			v.Wipe()
@@ -96,7 +103,7 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 	if !v.Unlocked() {
 		return nil, ErrLocked
 	}
-	kdf, err := crypto.NewKDFParams()
+	kdf, err := newKDFParams()
 	if err != nil {
 		return nil, err
 	}
@@ -113,36 +120,40 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 		ID: crypto.NewSlotID("tpm"), Type: crypto.SlotTPM, Created: time.Now().UTC(),
 		Label: label, KDF: kdf, TPM: blob,
 	}
-	old := v.Header.Slots
-	next := slices.Clone(old)
+	old, oldRemoved := v.Header.Slots, v.Header.Removed
+	v.Header.Slots = slices.Clone(old)
+	v.Header.Removed = slices.Clone(oldRemoved)
 	var dropped []crypto.Slot
 	if replace {
-		mine := func(o crypto.Slot) bool {
-			return o.Type == crypto.SlotTPM && string(o.TPM.SRKName) == string(blob.SRKName)
-		}
-		for _, o := range next {
-			if mine(o) {
+		for _, o := range old {
+			if o.Type == crypto.SlotTPM && string(o.TPM.SRKName) == string(blob.SRKName) {
 				dropped = append(dropped, o)
+				v.Header.RemoveSlot(o.ID, slot.Created)
 			}
 		}
-		next = slices.DeleteFunc(next, mine)
 	}
 	// Pinned before the header names it: a crash after the save must not
 	// leave this machine without the pin.
 	if err := v.pinBeforeSave(&slot); err != nil {
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return nil, err
 	}
-	v.Header.Slots = append(next, slot)
+	v.Header.Slots = append(v.Header.Slots, slot)
 	if err := v.Save(); err != nil {
-		v.Header.Slots = old
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return nil, err
 	}
+	v.pinAfterSave(&slot)
+	var ids []string
 	for _, d := range dropped {
+		ids = append(ids, d.ID)
 		v.release(s, d.ID, d.TPM, "the replaced slot")
 	}
-	return &slot, nil
+	v.unpin(ids...)
+	saved, _ := v.Header.Slot(slot.ID)
+	return saved, nil
 }
 
 // PasswdOptions tune ChangePassword.
@@ -177,7 +188,7 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 	if !ok {
 		return fmt.Errorf("slot %s vanished from the header", v.slotID)
 	}
-	kdf, err := crypto.NewKDFParams()
+	kdf, err := newKDFParams()
 	if err != nil {
 		return err
 	}
@@ -214,15 +225,17 @@ func (v *Vault) reseal(s Sealer, slot *crypto.Slot, kdf *crypto.KDFParams, newAu
 	if err != nil {
 		return fmt.Errorf("sealing the key in the TPM: %w", err)
 	}
-	oldKDF, oldBlob := slot.KDF, slot.TPM
-	slot.KDF, slot.TPM = kdf, blob
+	oldKDF, oldBlob, oldRev := slot.KDF, slot.TPM, slot.Rev
+	// A higher rev wins when a conflict copy of the header holding the old
+	// state is merged (crypto.MergeHeaders).
+	slot.KDF, slot.TPM, slot.Rev = kdf, blob, slot.Rev+1
 	if err := v.pinBeforeSave(slot); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
+		slot.KDF, slot.TPM, slot.Rev = oldKDF, oldBlob, oldRev
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return err
 	}
 	if err := v.Save(); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
+		slot.KDF, slot.TPM, slot.Rev = oldKDF, oldBlob, oldRev
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return err
 	}
@@ -284,11 +297,17 @@ func (v *Vault) RemoveSlot(id string, force bool) (*crypto.Slot, error) {
 		return nil, ErrRecoverySlot
 	}
 	removed := *slot
-	old := v.Header.Slots
-	v.Header.Slots = slices.DeleteFunc(slices.Clone(old), func(s crypto.Slot) bool { return s.ID == id })
+	old, oldRemoved := v.Header.Slots, v.Header.Removed
+	v.Header.Slots, v.Header.Removed = slices.Clone(old), slices.Clone(oldRemoved)
+	// The tombstone keeps a conflict copy of the header from bringing the
+	// slot back when it is merged.
+	v.Header.RemoveSlot(id, time.Now())
 	if err := v.Save(); err != nil {
-		v.Header.Slots = old
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		return nil, err
+	}
+	if removed.Type == crypto.SlotTPM {
+		v.unpin(id)
 	}
 	return &removed, nil
 }
