@@ -288,6 +288,9 @@ func (r *pinRecord) hasID(id string) bool {
 	return slices.ContainsFunc(r.Slots, func(p slotPin) bool { return p.ID == id })
 }
 
+// errUnchanged, from an update's change, means there is nothing to write.
+var errUnchanged = errors.New("unchanged")
+
 // update changes the record file under an flock of the store directory
 // (concurrent sealfs processes serialise there) and replaces it
 // atomically (0600, in a 0700 directory).
@@ -308,7 +311,9 @@ func (p *PinStore) update(change func(pf *pinFile) error) error {
 	if err != nil {
 		return err
 	}
-	if err := change(pf); err != nil {
+	if err := change(pf); errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	pf.Vaults = slices.DeleteFunc(pf.Vaults, func(r pinRecord) bool { return len(r.Slots) == 0 })
@@ -343,9 +348,8 @@ func (p *PinStore) ensureDir() error {
 type pinOp int
 
 const (
-	pinAdd     pinOp = iota // accept this state too (an unlock, or before a save)
-	pinOnly                 // this state is the slot's only one (after a save)
-	pinAddOnly              // both: a slot sealfs just made and saved
+	pinAdd  pinOp = iota // accept this state too (an unlock, or before a save)
+	pinOnly              // this state is the slot's only one (after a save)
 )
 
 // recordPin pins slot for (dir, its SRK) with vaultID. A record there for
@@ -362,10 +366,14 @@ func (p *PinStore) recordPin(dir string, vaultID []byte, slot *crypto.Slot, op p
 			r.VaultID, r.Slots = id, nil
 		}
 		d := pinDigest(slot)
-		if op == pinOnly || op == pinAddOnly {
+		n := len(r.Slots)
+		if op == pinOnly {
 			r.Slots = slices.DeleteFunc(r.Slots, func(p slotPin) bool { return p.ID == slot.ID && p.Digest != d })
 		}
 		if pin := r.pin(slot); pin != nil {
+			if len(r.Slots) == n && op == pinAdd {
+				return errUnchanged // an unlock of a pinned slot writes nothing
+			}
 			pin.Used = now.UTC()
 			return nil
 		}

@@ -153,7 +153,7 @@ func (v *Vault) passwordSlots(s Sealer, id string, warn bool) ([]candidate, erro
 		refused = &UnknownSlotError{SlotIDs: unknown}
 	}
 	if len(trusted) > 0 {
-		if warn && refused != nil {
+		if warn && len(unknown) > 0 {
 			v.log.Warn("not trying TPM slots that this machine did not make or unlock",
 				"slots", unknown, "err", refused)
 		}
@@ -240,14 +240,14 @@ func (v *Vault) CheckPins(id string) error {
 			continue
 		}
 		srk, _ := hex.DecodeString(r.SRKName)
-		any, ok := false, false
+		found, ok := false, false
 		for _, src := range v.sources() {
 			for _, slot := range tpmSlots(src.header(), srk) {
 				if id != "" && slot.ID != id {
 					continue
 				}
 				if src.conflict == nil {
-					any = true
+					found = true
 				}
 				if r.pin(slot) != nil {
 					ok = true
@@ -260,7 +260,7 @@ func (v *Vault) CheckPins(id string) error {
 				}
 			}
 		}
-		if ok || !any {
+		if ok || !found {
 			return nil // this TPM has a slot to try, or none here at all
 		}
 	}
