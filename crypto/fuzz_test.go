@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -138,21 +139,41 @@ func FuzzParseHeader(f *testing.F) {
 	h.Slots = []Slot{{ID: "t", Type: SlotTPM, KDF: kdf, TPM: &TPMBlob{Public: []byte{1}, Private: []byte{1}, SRKName: []byte{1}}}}
 	b, _ := h.Marshal(k)
 	f.Add(b)
+	f.Add(b[:len(b)/2])
+	f.Add(b[len(b)/2:])
+	body, _ := json.Marshal(h)
+	f.Add(append(encodeCopy(1, body, nil), make([]byte, 32)...))
 	f.Add([]byte("sealfsVH\x00\x01\x00\x00\x00\x02{}"))
+	f.Add([]byte("sealfsVH\x00\x02\x00\x00\x00\x02{}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := ParseHeader(b)
+		hf, err := ParseHeaderFile(b)
 		if err != nil {
 			return
 		}
-		// A header that parses must survive re-encoding and parse again.
-		out, err := h.Marshal(k)
-		if err != nil {
-			t.Fatal(err)
+		if hf.First() == nil {
+			t.Fatal("parsed a file without a whole copy")
 		}
-		if _, err := ParseHeader(out); err != nil {
-			t.Fatalf("re-encoded header does not parse: %v", err)
+		for _, c := range hf.Copies {
+			if (c.Header == nil) == (c.Err == nil) {
+				t.Fatalf("copy with header %v and error %v", c.Header != nil, c.Err)
+			}
+			if c.Header == nil {
+				continue
+			}
+			// A header that parses must survive re-encoding and parse again.
+			out, err := c.Header.Marshal(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := ParseHeaderFile(out)
+			if err != nil || !again.Clean {
+				t.Fatalf("re-encoded header does not parse clean: %v", err)
+			}
+			_ = c.Verify(k)
+			if _, err := MergeHeaders(c.Header, again.First().Header); err != nil {
+				t.Fatalf("a header does not merge with itself: %v", err)
+			}
 		}
-		_ = VerifyHeader(k, b)
 	})
 }
 

@@ -1,37 +1,29 @@
 package crypto
 
 import (
-	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 )
 
 // Vault header (docs/format.md §3): the file HeaderFileName at the cipher
-// directory's root.
-//
-//	magic "sealfsVH" (8) ‖ version uint16 BE ‖ body length uint32 BE ‖
-//	body (JSON, UTF-8) ‖ HMAC-SHA256(headerMACKey, all preceding bytes) (32)
-//
-// The version sits at a fixed offset so a newer vault is refused with a clear
-// message before any JSON is parsed. The body is authenticated as raw bytes,
-// so no JSON canonicalisation is needed. Slots can only be read before the
-// MAC is checked (the MAC key comes from the master key they wrap), so the
-// MAC is verified right after unlocking and the vault is refused on failure.
+// directory's root. Its body is JSON (Header); header_file.go lays it out
+// in bytes (two authenticated copies since format 2), header_merge.go
+// merges authenticated versions of it (sync conflict copies).
 const (
 	HeaderFileName = "sealfs.vault"
-	// FormatVersion is the vault format this build writes and reads.
-	FormatVersion = 1
+	// FormatVersion is the vault format this build writes. It reads 1 too.
+	FormatVersion = 2
 	// maxHeaderBody bounds what a decoder will allocate for the JSON body.
 	maxHeaderBody = 1 << 20
 	headerMACSize = sha256.Size
+	// maxRemoved bounds the tombstones a header keeps (the newest) and
+	// maxRemovedParsed what a decoder accepts.
+	maxRemoved       = 256
+	maxRemovedParsed = 1024
 )
 
 var headerMagic = [8]byte{'s', 'e', 'a', 'l', 'f', 's', 'V', 'H'}
@@ -68,6 +60,16 @@ type Header struct {
 	Created  time.Time `json:"created"`
 	Features []string  `json:"features"`
 	Slots    []Slot    `json:"slots"`
+	// Removed (format 2) names the slots that were revoked or replaced, so
+	// that merging an older authenticated copy of the header (a sync
+	// conflict copy) cannot bring them back.
+	Removed []RemovedSlot `json:"removed,omitempty"`
+}
+
+// RemovedSlot is a tombstone: slot ID was removed at time Removed.
+type RemovedSlot struct {
+	ID      string    `json:"id"`
+	Removed time.Time `json:"removed"`
 }
 
 // MaxTriesLimit bounds an attempt-limited slot's max_tries (tpm.MaxTriesLimit).
@@ -85,6 +87,9 @@ type Slot struct {
 	Type    string    `json:"type"`
 	Created time.Time `json:"created"`
 	Label   string    `json:"label,omitempty"` // e.g. the host name; informational
+	// Rev (format 2) counts the changes to this slot under its id (a new
+	// password): of two authenticated versions of a slot, the higher wins.
+	Rev uint32 `json:"rev,omitempty"`
 
 	// Recovery slot: AES-256-GCM(HKDF(recoveryKey, Salt), Nonce, masterKey).
 	Salt    []byte `json:"salt,omitempty"`
@@ -109,6 +114,10 @@ type TPMBlob struct {
 	NVIndex  uint32 `json:"nv_index,omitempty"`
 	NVName   []byte `json:"nv_name,omitempty"`
 	MaxTries uint32 `json:"max_tries,omitempty"`
+	// Attempt-limited slots bound to PCRs: the PCR-sealed object whose
+	// secret is mixed into the NV index's authValue (tpm/limited.go).
+	GatePublic  []byte `json:"gate_public,omitempty"`
+	GatePrivate []byte `json:"gate_private,omitempty"`
 }
 
 // NewHeader starts a header for a new vault.
@@ -118,66 +127,6 @@ func NewHeader(now time.Time) (*Header, error) {
 		return nil, fmt.Errorf("vault ID: %w", err)
 	}
 	return &Header{Version: FormatVersion, VaultID: id, Created: now.UTC(), Features: []string{}}, nil
-}
-
-// Marshal encodes and authenticates the header.
-func (h *Header) Marshal(k *Keys) ([]byte, error) {
-	body, err := json.MarshalIndent(h, "", " ")
-	if err != nil {
-		return nil, fmt.Errorf("encoding vault header: %w", err)
-	}
-	var buf bytes.Buffer
-	buf.Write(headerMagic[:])
-	_ = binary.Write(&buf, binary.BigEndian, uint16(FormatVersion))
-	_ = binary.Write(&buf, binary.BigEndian, uint32(len(body)))
-	buf.Write(body)
-	buf.Write(headerMAC(k, buf.Bytes()))
-	return buf.Bytes(), nil
-}
-
-func headerMAC(k *Keys, b []byte) []byte {
-	m := hmac.New(sha256.New, k.key(offHeaderMAC))
-	m.Write(b)
-	return m.Sum(nil)
-}
-
-// ParseHeader decodes a vault header without authenticating it (the key is
-// not known yet). Call VerifyHeader with the unlocked keys before trusting
-// anything but the slots.
-func ParseHeader(b []byte) (*Header, error) {
-	if len(b) < 14 {
-		return nil, fmt.Errorf("%w: %d bytes is too short", ErrHeaderFormat, len(b))
-	}
-	if [8]byte(b[:8]) != headerMagic {
-		return nil, fmt.Errorf("%w: magic %q is not a sealfs vault", ErrHeaderFormat, b[:8])
-	}
-	v := int(binary.BigEndian.Uint16(b[8:]))
-	if v > FormatVersion {
-		return nil, &NewerVersionError{Version: v}
-	}
-	if v != FormatVersion {
-		return nil, fmt.Errorf("%w: format version %d is unknown", ErrHeaderFormat, v)
-	}
-	n := binary.BigEndian.Uint32(b[10:])
-	if n > maxHeaderBody || int64(len(b)) != 14+int64(n)+headerMACSize {
-		return nil, fmt.Errorf("%w: body length %d does not match file size %d", ErrHeaderFormat, n, len(b))
-	}
-	body := b[14 : 14+n]
-	h := &Header{}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(h); err != nil {
-		return nil, fmt.Errorf("%w: body: %v", ErrHeaderFormat, err)
-	}
-	// More() misses a stray '}' or ']'; only a clean EOF means nothing follows.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: trailing data after the body", ErrHeaderFormat)
-	}
-	h.Version = v
-	if err := h.validate(); err != nil {
-		return nil, err
-	}
-	return h, nil
 }
 
 func (h *Header) validate() error {
@@ -198,6 +147,22 @@ func (h *Header) validate() error {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%w: slot %q: %v", ErrHeaderFormat, s.ID, err)
 		}
+		if h.Version < 2 && s.Rev != 0 {
+			return fmt.Errorf("%w: slot %q: rev in a format %d header", ErrHeaderFormat, s.ID, h.Version)
+		}
+	}
+	if h.Version < 2 && len(h.Removed) > 0 {
+		return fmt.Errorf("%w: removed slots in a format %d header", ErrHeaderFormat, h.Version)
+	}
+	if len(h.Removed) > maxRemovedParsed {
+		return fmt.Errorf("%w: %d removed slots, at most %d", ErrHeaderFormat, len(h.Removed), maxRemovedParsed)
+	}
+	gone := map[string]bool{}
+	for _, r := range h.Removed {
+		if r.ID == "" || gone[r.ID] || seen[r.ID] {
+			return fmt.Errorf("%w: removed slot %q is empty, listed twice or still present", ErrHeaderFormat, r.ID)
+		}
+		gone[r.ID] = true
 	}
 	return nil
 }
@@ -224,6 +189,10 @@ func (s *Slot) validate() error {
 		if (s.TPM.NVIndex == 0) != (len(s.TPM.NVName) == 0) || (s.TPM.NVIndex == 0) != (s.TPM.MaxTries == 0) {
 			return errors.New("tpm slot: nv_index, nv_name and max_tries go together")
 		}
+		if (len(s.TPM.GatePublic) == 0) != (len(s.TPM.GatePrivate) == 0) ||
+			(len(s.TPM.GatePublic) != 0 && (s.TPM.NVIndex == 0 || len(s.TPM.PCRs) == 0)) {
+			return errors.New("tpm slot: gate_public and gate_private go together, on attempt-limited slots with pcrs")
+		}
 		if s.TPM.MaxTries > MaxTriesLimit {
 			return fmt.Errorf("tpm slot: max_tries %d is over %d", s.TPM.MaxTries, MaxTriesLimit)
 		}
@@ -234,19 +203,6 @@ func (s *Slot) validate() error {
 		}
 	default:
 		return fmt.Errorf("unknown slot type %q", s.Type)
-	}
-	return nil
-}
-
-// VerifyHeader checks the header MAC of the raw file b with the unlocked
-// keys. Only after it succeeds may the header be rewritten.
-func VerifyHeader(k *Keys, b []byte) error {
-	if len(b) < 14+headerMACSize {
-		return ErrHeaderMAC
-	}
-	n := len(b) - headerMACSize
-	if !hmac.Equal(headerMAC(k, b[:n]), b[n:]) {
-		return ErrHeaderMAC
 	}
 	return nil
 }

@@ -60,6 +60,10 @@ func (m *MasterKey) Bytes() []byte { return m.buf.b }
 // Locked reports whether the key's memory is mlock'ed.
 func (m *MasterKey) Locked() bool { return m.buf.Locked() }
 
+// LockErr says why the key's memory is not mlock'ed (nil when it is):
+// crypto does no logging, so the caller warns.
+func (m *MasterKey) LockErr() error { return m.buf.lockErr }
+
 // Wipe zeroes and releases the key memory. Safe to call twice.
 //
 // The pages are unmapped, not just zeroed, so no use of the key may be in

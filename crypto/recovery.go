@@ -56,22 +56,44 @@ func NewRecoveryKey() (RecoveryKey, error) {
 
 // Groups returns the 8 groups of 9 characters (8 digits and a check digit).
 func (r RecoveryKey) Groups() []string {
-	h := hex.EncodeToString(r[:])
+	d := r.Display()
+	defer clear(d)
 	g := make([]string, recoveryGroups)
 	for i := range g {
-		d := h[i*recoveryGroupLen : (i+1)*recoveryGroupLen]
-		g[i] = d + string(hexDigits[luhn16(i, d)])
+		g[i] = string(d[i*(recoveryGroupChars+1) : i*(recoveryGroupChars+1)+recoveryGroupChars])
 	}
 	return g
 }
 
-// String is the display form: groups separated by dashes.
-func (r RecoveryKey) String() string { return strings.Join(r.Groups(), "-") }
+// String is the display form: groups separated by dashes. The string
+// cannot be wiped; Display gives bytes that can.
+func (r RecoveryKey) String() string {
+	d := r.Display()
+	defer clear(d)
+	return string(d)
+}
+
+// Display returns the display form (79 bytes: 8 groups of 9 characters,
+// dashes between) in a new buffer the caller wipes.
+func (r *RecoveryKey) Display() []byte {
+	out := make([]byte, 0, recoveryGroups*(recoveryGroupChars+1))
+	var digits [recoveryGroupLen]byte
+	defer clear(digits[:])
+	for i := 0; i < recoveryGroups; i++ {
+		if i > 0 {
+			out = append(out, '-')
+		}
+		hex.Encode(digits[:], r[i*recoveryGroupLen/2:(i+1)*recoveryGroupLen/2])
+		out = append(out, digits[:]...)
+		out = append(out, hexDigits[luhn16(i, digits[:])])
+	}
+	return out
+}
 
 // luhn16 computes the Luhn mod 16 check digit of the hex digits d, seeded
 // with the group index. Like decimal Luhn it catches every single-digit
 // substitution and most adjacent transpositions.
-func luhn16(group int, d string) int {
+func luhn16(group int, d []byte) int {
 	sum := group + 1
 	factor := 2
 	for i := len(d) - 1; i >= 0; i-- {
@@ -84,33 +106,45 @@ func luhn16(group int, d string) int {
 
 // ParseRecoveryKey accepts the display form, ignoring spaces, dashes and case.
 func ParseRecoveryKey(s string) (RecoveryKey, error) {
+	return ParseRecoveryKeyBytes([]byte(s))
+}
+
+// ParseRecoveryKeyBytes is ParseRecoveryKey on bytes the caller can wipe;
+// it keeps no copy of them other than its result.
+func ParseRecoveryKeyBytes(b []byte) (RecoveryKey, error) {
 	var r RecoveryKey
-	clean := strings.Map(func(c rune) rune {
+	const want = recoveryGroups * recoveryGroupChars
+	var clean [want]byte
+	defer clear(clean[:])
+	n := 0
+	for _, c := range b {
 		switch {
 		case c == ' ' || c == '-' || c == '\t' || c == '\n' || c == '\r':
-			return -1
+			continue
 		case c >= 'A' && c <= 'F':
-			return c + ('a' - 'A')
+			c += 'a' - 'A'
 		}
-		return c
-	}, s)
-	want := recoveryGroups * recoveryGroupChars
-	if len(clean) != want {
-		return r, &RecoveryKeyError{Reason: fmt.Sprintf("it has %d characters, want %d (8 groups of 9)", len(clean), want)}
+		if n < want {
+			clean[n] = c
+		}
+		n++
 	}
-	var digits strings.Builder
+	if n != want {
+		return r, &RecoveryKeyError{Reason: fmt.Sprintf("it has %d characters, want %d (8 groups of 9)", n, want)}
+	}
 	for i := 0; i < recoveryGroups; i++ {
 		g := clean[i*recoveryGroupChars : (i+1)*recoveryGroupChars]
-		if j := strings.IndexFunc(g, func(c rune) bool { return !strings.ContainsRune(hexDigits, c) }); j >= 0 {
-			return r, &RecoveryKeyError{Group: i + 1, Reason: fmt.Sprintf("%q is not a digit 0-9 or a-f", g[j])}
+		for _, c := range g {
+			if strings.IndexByte(hexDigits, c) < 0 {
+				return RecoveryKey{}, &RecoveryKeyError{Group: i + 1, Reason: fmt.Sprintf("%q is not a digit 0-9 or a-f", rune(c))}
+			}
 		}
 		if hexDigits[luhn16(i, g[:recoveryGroupLen])] != g[recoveryGroupLen] {
-			return r, &RecoveryKeyError{Group: i + 1, Reason: "check digit does not match"}
+			return RecoveryKey{}, &RecoveryKeyError{Group: i + 1, Reason: "check digit does not match"}
 		}
-		digits.WriteString(g[:recoveryGroupLen])
-	}
-	if _, err := hex.Decode(r[:], []byte(digits.String())); err != nil {
-		return r, &RecoveryKeyError{Reason: err.Error()}
+		if _, err := hex.Decode(r[i*recoveryGroupLen/2:(i+1)*recoveryGroupLen/2], g[:recoveryGroupLen]); err != nil {
+			return RecoveryKey{}, &RecoveryKeyError{Group: i + 1, Reason: "not hexadecimal"}
+		}
 	}
 	return r, nil
 }

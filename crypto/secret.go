@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"crypto/subtle"
+	"fmt"
 	"os"
 	"sync"
 
@@ -12,11 +13,12 @@ import (
 // is excluded from core dumps and, where RLIMIT_MEMLOCK allows, it cannot be
 // swapped out. Wipe zeroes it and hands the pages back.
 type lockedBuf struct {
-	mu     sync.Mutex
-	region []byte // whole mapping
-	b      []byte // the usable prefix
-	mapped bool   // false for the heap fallback
-	locked bool
+	mu      sync.Mutex
+	region  []byte // whole mapping
+	b       []byte // the usable prefix
+	mapped  bool   // false for the heap fallback
+	locked  bool
+	lockErr error // why mlock failed, when it did
 }
 
 func newLockedBuf(n int) *lockedBuf {
@@ -29,10 +31,14 @@ func newLockedBuf(n int) *lockedBuf {
 		// Out of address space or mmap forbidden: fall back to the heap rather
 		// than refuse to work; Wipe still zeroes it.
 		region = make([]byte, size)
-		return &lockedBuf{region: region, b: region[:n]}
+		return &lockedBuf{region: region, b: region[:n], lockErr: fmt.Errorf("mmap: %w", err)}
 	}
 	lb := &lockedBuf{region: region, b: region[:n], mapped: true}
-	lb.locked = unix.Mlock(region) == nil
+	if err := unix.Mlock(region); err != nil {
+		lb.lockErr = fmt.Errorf("mlock: %w", err)
+	} else {
+		lb.locked = true
+	}
 	_ = unix.Madvise(region, unix.MADV_DONTDUMP)
 	return lb
 }

@@ -32,6 +32,8 @@ type limitStatus struct {
 		MaxTries  uint32 `json:"max_tries"`
 		TriesLeft *int   `json:"tries_left"`
 		TPMError  string `json:"tpm_error"`
+		Guessing  string `json:"guessing"`
+		Advice    string `json:"advice"`
 	} `json:"slots"`
 	TPM *struct {
 		LockoutCounter uint32 `json:"lockout_counter"`
@@ -346,13 +348,13 @@ func TestCLILimitPasswdAndRevoke(t *testing.T) {
 	pw := e.secretFile("pw", "plain-1214")
 	pw2 := e.secretFile("pw2", "second-1215")
 	bad := e.secretFile("bad", "wr0ng-7731")
-	rk := e.initVault(pw)
+	rk := e.initVault(pw, "--max-tries", "0")
 	e.wantTries(0, 0)
 
 	// On, same password: the old plain blob in old header copies is
 	// something no TPM can take back, and the user is told.
 	r := e.mustRun("passwd", "--max-tries", "3", "--password-file", pw, "--new-password-file", pw, e.cipher)
-	if !strings.Contains(r.stdout, "allows 3 consecutive wrong passwords") || !strings.Contains(r.stderr, "copies of the old header") {
+	if !strings.Contains(r.stdout, "allows 3 consecutive wrong passwords") || !strings.Contains(r.stderr, "the old password is not revoked everywhere") {
 		t.Errorf("passwd --max-tries 3:\n%s%s", r.stdout, r.stderr)
 	}
 	e.wantTries(3, 3)
@@ -410,15 +412,18 @@ func TestCLILimitPasswdAndRevoke(t *testing.T) {
 	e.wantTries(0, 0)
 }
 
-// The forgotten-password path (issue 5): the DA lockout stops the
-// password, the recovery key proves the user, recover resets the counter
-// (the TPM's lockout auth is empty) and the new password mounts at once.
-func TestCLIRecoverResetsLockout(t *testing.T) {
+// The forgotten-password path (issue 5) after a plain slot locked the TPM
+// out: the recovery key proves the user. recover with the default
+// (attempt-limited) slot leaves the DA counter alone and says why: the new
+// slot does not use it, and mounts at once in lockout. Only a plain new
+// slot makes recover reset the counter (the lockout auth is empty, so
+// anyone may), and it says so.
+func TestCLIRecoverLockoutSaysWhy(t *testing.T) {
 	requireFUSE(t)
 	e := newCLIEnv(t, daParams{maxTries: 2, interval: 1000 * time.Second, recovery: 1000 * time.Second})
 	pw := e.secretFile("pw", "lost-1216")
 	bad := e.secretFile("bad", "guess-4242")
-	rk := e.initVault(pw)
+	rk := e.initVault(pw, "--max-tries", "0")
 	for range 2 {
 		wantExit(t, e.run("mount", "--password-file", bad, e.cipher, e.mnt), 1, "wrong password (")
 	}
@@ -428,19 +433,31 @@ func TestCLIRecoverResetsLockout(t *testing.T) {
 	rkFile := e.secretFile("rk", rk)
 	pw2 := e.secretFile("pw2", "new-1217")
 	r := e.mustRun("recover", "--recovery-key-file", rkFile, "--password-file", pw2, e.cipher)
-	if !strings.Contains(r.stdout, "This TPM was locked against password guessing; it has no lockout password, so its dictionary-attack counter was reset to 0") {
-		t.Errorf("recover did not reset the lockout:\n%s%s", r.stdout, r.stderr)
+	if !strings.Contains(r.stdout, "This TPM's dictionary-attack lockout is locked against password guessing; the new slot is attempt-limited and does not use it, so sealfs leaves it as it is.") {
+		t.Errorf("recover with a limited slot:\n%s%s", r.stdout, r.stderr)
 	}
-	if s := e.limitStatus(); s.TPM.InLockout || s.TPM.LockoutCounter != 0 {
-		t.Errorf("after recover: %+v", s.TPM)
+	if s := e.limitStatus(); !s.TPM.InLockout {
+		t.Errorf("recover reset the lockout behind the user's back: %+v", s.TPM)
 	}
 	e.mustRun("mount", "--password-file", pw2, e.cipher, e.mnt)
 	e.mustRun("unmount", e.mnt)
 
-	// A counter above 0 without lockout is cleared too.
+	// A plain new slot: the reset, said out loud.
+	r = e.mustRun("recover", "--max-tries", "0", "--recovery-key-file", rkFile, "--password-file", pw, e.cipher)
+	if !strings.Contains(r.stdout, "This TPM is locked against password guessing. The new plain slot would be blocked by that, "+
+		"and this TPM has no lockout password, so sealfs reset its dictionary-attack counter to 0") {
+		t.Errorf("recover --max-tries 0 in lockout:\n%s", r.stdout)
+	}
+	if s := e.limitStatus(); s.TPM.InLockout || s.TPM.LockoutCounter != 0 {
+		t.Errorf("after recover: %+v", s.TPM)
+	}
+	e.mustRun("mount", "--password-file", pw, e.cipher, e.mnt)
+	e.mustRun("unmount", e.mnt)
+
+	// A counter above 0 without lockout is cleared too, for a plain slot.
 	wantExit(t, e.run("mount", "--password-file", bad, e.cipher, e.mnt), 1, "wrong password (1 try left")
-	r = e.mustRun("recover", "--recovery-key-file", rkFile, "--password-file", pw, e.cipher)
-	if !strings.Contains(r.stdout, "had counted 1 failed password;") || e.limitStatus().TPM.LockoutCounter != 0 {
+	r = e.mustRun("recover", "--max-tries", "0", "--recovery-key-file", rkFile, "--password-file", pw, e.cipher)
+	if !strings.Contains(r.stdout, "This TPM has counted 1 failed password.") || e.limitStatus().TPM.LockoutCounter != 0 {
 		t.Errorf("recover with the counter at 1:\n%s", r.stdout)
 	}
 }
@@ -451,7 +468,7 @@ func TestCLIRecoverKeepsLockoutWithLockoutAuth(t *testing.T) {
 	e := newCLIEnv(t, daParams{maxTries: 1, interval: 1000 * time.Second, recovery: 1000 * time.Second})
 	pw := e.secretFile("pw", "pw-5150")
 	bad := e.secretFile("bad", "guess-5151")
-	rk := e.initVault(pw)
+	rk := e.initVault(pw, "--max-tries", "0")
 	lockoutAuth := []byte("owner's lockout password")
 	raw := rawTPM(t, e.tpm)
 	if _, err := (tpm2.HierarchyChangeAuth{
@@ -465,7 +482,7 @@ func TestCLIRecoverKeepsLockoutWithLockoutAuth(t *testing.T) {
 	if s := e.limitStatus(); !s.TPM.InLockout || !s.TPM.LockoutAuthSet {
 		t.Fatalf("set-up: %+v", s.TPM)
 	}
-	r := e.mustRun("recover", "--recovery-key-file", e.secretFile("rk", rk), "--password-file", e.secretFile("pw2", "pw2-5152"), e.cipher)
+	r := e.mustRun("recover", "--max-tries", "0", "--recovery-key-file", e.secretFile("rk", rk), "--password-file", e.secretFile("pw2", "pw2-5152"), e.cipher)
 	if !strings.Contains(r.stderr, "still locked") || strings.Contains(r.stdout, "reset") {
 		t.Errorf("recover with a lockout password:\n%s%s", r.stdout, r.stderr)
 	}

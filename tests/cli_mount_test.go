@@ -188,6 +188,35 @@ func TestCLIPasswordSources(t *testing.T) {
 	}
 	e.mustRun("unmount", e.mnt)
 	wantExit(t, e.run("mount", "--extpass", "exit 3", e.cipher, e.mnt), 1, "--extpass command failed")
+
+	// A foreground mount lives as long as the mount: the variable's value
+	// is wiped from the environment block /proc/PID/environ shows (root
+	// reads it despite non-dumpable), not only dropped from Go's copy.
+	cmd := exec.Command(sealfsBin, "mount", "-f", e.cipher, e.mnt)
+	cmd.Env = append(os.Environ(), "SEALFS_TPM="+e.tpm.spec, "XDG_RUNTIME_DIR="+e.runtime, "XDG_STATE_HOME="+e.state,
+		"SEALFS_PASSWORD=env-and-extpass-pw")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return isMounted(e.mnt) }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("foreground mount with $SEALFS_PASSWORD: %s", stderr.String())
+	}
+	env, err = os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(env, []byte("env-and-extpass-pw")) || !bytes.Contains(env, []byte("SEALFS_PASSWORD=")) {
+		t.Errorf("the foreground mount's /proc/PID/environ: password still there, or the variable not found at all")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("foreground mount exit: %v\n%s", err, stderr.String())
+	}
+	e.stderrAll.WriteString(stderr.String())
 }
 
 // TestCLIMountSignalDuringSetup signals a foreground mount the moment its

@@ -1,9 +1,6 @@
 package tests
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,22 +20,24 @@ const changedSlotMsg = "was changed outside sealfs since it was last used on thi
 // unlock) is kept. It returns the original header bytes.
 func (e *cliEnv) flipSlotSalt() []byte {
 	e.t.Helper()
-	raw := e.vaultBytes()
-	h, err := crypto.ParseHeader(raw)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := range h.Slots {
-		if h.Slots[i].Type == crypto.SlotTPM {
-			h.Slots[i].KDF.Salt[0] ^= 1
+	return e.editHeader(func(h *crypto.Header) {
+		for i := range h.Slots {
+			if h.Slots[i].Type == crypto.SlotTPM {
+				h.Slots[i].KDF.Salt[0] ^= 1
+			}
 		}
-	}
-	body, err := json.MarshalIndent(h, "", " ")
+	})
+}
+
+// editHeader changes the header in the cipher folder the way an attacker
+// can (crypto.EditUnauthenticated) and returns the original bytes.
+func (e *cliEnv) editHeader(edit func(h *crypto.Header)) []byte {
+	e.t.Helper()
+	raw := e.vaultBytes()
+	out, err := crypto.EditUnauthenticated(raw, edit)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := append(bytes.Clone(raw[:10]), binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
-	out = append(append(out, body...), raw[len(raw)-32:]...)
 	e.writeVault(out)
 	return raw
 }
@@ -57,7 +56,7 @@ func (e *cliEnv) writeVault(b []byte) {
 func TestCLISlotChangedRefused(t *testing.T) {
 	e := newCLIEnv(t, daParams{maxTries: 5, interval: 900 * time.Second, recovery: 900 * time.Second})
 	pw := e.secretFile("pw", "pinned-slot-pw")
-	e.initVault(pw)
+	e.initVault(pw, "--max-tries", "0")
 	orig := e.flipSlotSalt()
 
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)
@@ -107,4 +106,87 @@ func TestCLISlotChangedLimitedAndRecover(t *testing.T) {
 	e.mustRun("fsck", "--password-file", pw3, e.cipher)
 	e.flipSlotSalt()
 	wantExit(t, e.run("fsck", "--password-file", pw3, e.cipher), 1, changedSlotMsg)
+}
+
+// TestCLIPinBypasses: every edit of the header that issue 14 found to cost
+// the owner tries is refused before any password reaches the TPM, on a
+// machine that has used the vault; the TPM's own counters (PIN-fail
+// indices, DA counter) prove it. Reordering the slots costs nothing either.
+func TestCLIPinBypasses(t *testing.T) {
+	e := newCLIEnv(t, defaultDA)
+	pw := e.secretFile("pw", "pinned-pw-1")
+	pw2 := e.secretFile("pw2", "pinned-pw-2")
+	rk := e.initVault(pw)
+	rkFile := e.secretFile("rk", rk)
+	beforePasswd := e.vaultBytes()
+	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher)
+	e.mustRun("enroll", "--recovery-key-file", rkFile, "--password-file", pw2, e.cipher)
+	orig := e.vaultBytes()
+	h, err := crypto.ParseHeader(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := h.Slots[1], h.Slots[2]
+	old, err := crypto.ParseHeader(beforePasswd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSlot := old.Slots[1] // the first slot as it was before passwd
+	slot := func(h *crypto.Header, id string) *crypto.Slot {
+		s, ok := h.Slot(id)
+		if !ok {
+			t.Fatalf("no slot %s", id)
+		}
+		return s
+	}
+	salt := func(s *crypto.Slot) { s.KDF.Salt[0] ^= 1 }
+	for _, tc := range []struct {
+		name string
+		edit func(h *crypto.Header)
+		want string // refusal; "" for an unlock that tries only the pinned slot
+	}{
+		{"renamed slot with a new salt", func(h *crypto.Header) {
+			s := slot(h, first.ID)
+			s.ID = "tpm-renamed"
+			salt(s)
+		}, "is missing from the vault header"},
+		{"vault_id changed, salt too", func(h *crypto.Header) {
+			h.VaultID[0] ^= 1
+			salt(slot(h, first.ID))
+		}, "has another vault ID than the one this machine used there"},
+		{"slot pointed at the other slot's NV index", func(h *crypto.Header) {
+			s := slot(h, first.ID)
+			s.TPM.NVIndex, s.TPM.NVName = second.TPM.NVIndex, second.TPM.NVName
+		}, "was changed outside sealfs"},
+		{"an old state of the slot under a new id", func(h *crypto.Header) {
+			s := oldSlot
+			s.ID = "tpm-old"
+			h.Slots = []crypto.Slot{s, h.Slots[0]}
+		}, "is not one this machine made or unlocked"},
+		{"unpinned slot added first, slots reordered", func(h *crypto.Header) {
+			s := *slot(h, first.ID)
+			s.ID = "tpm-added"
+			s.KDF = &crypto.KDFParams{Alg: "argon2id", Salt: make([]byte, 16), Time: 1, MemoryKiB: 64, Threads: 1}
+			h.Slots = []crypto.Slot{s, h.Slots[2], h.Slots[1], h.Slots[0]}
+		}, ""},
+	} {
+		e.editHeader(tc.edit)
+		r := e.run("mount", "--password-file", pw, e.cipher, e.mnt)
+		if tc.want != "" {
+			wantExit(t, r, 1, tc.want)
+			wantExit(t, r, 1, "refusing to spend a password try")
+		} else {
+			// The pinned slot alone is tried: the right password opens it,
+			// and only then does the header MAC say it was changed.
+			wantExit(t, r, 1, "vault header was modified")
+		}
+		e.writeVault(orig)
+		e.wantUntouched()
+		if t.Failed() {
+			t.Fatalf("%s: a try was spent", tc.name)
+		}
+	}
+	e.mustRun("fsck", "-q", "--password-file", pw, e.cipher)
+	e.mustRun("fsck", "-q", "--slot", second.ID, "--password-file", pw2, e.cipher)
+	e.wantUntouched()
 }

@@ -134,38 +134,6 @@ func TestLockoutThenRecovery(t *testing.T) {
 	}
 }
 
-func TestChangeAuth(t *testing.T) {
-	sw := startSwtpm(t, false)
-	tp := openTPM(t, sw.spec, defaultDA)
-	for _, pcrs := range [][]int{nil, {16}} {
-		k, err := tp.Seal(testSecret, testPass, pcrs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tp.ChangeAuth(k, otherPass, otherPass); !errors.Is(err, tpm.ErrWrongPassword) {
-			t.Fatalf("ChangeAuth with a wrong old password: %v", err)
-		}
-		k2, err := tp.ChangeAuth(k, testPass, otherPass)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(k2.Public, k.Public) || bytes.Equal(k2.Private, k.Private) {
-			t.Error("ChangeAuth must keep the public area and replace the private blob")
-		}
-		if _, err := tp.Unseal(k2, testPass); !errors.Is(err, tpm.ErrWrongPassword) {
-			t.Errorf("old password on new blob: %v", err)
-		}
-		if got, err := tp.Unseal(k2, otherPass); err != nil || !bytes.Equal(got, testSecret) {
-			t.Errorf("new password: %x, %v", got, err)
-		}
-		if err := tp.ResetLockout(nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tp.Close()
-	sw.assertNoHandles(t)
-}
-
 func TestBlobFromAnotherTPM(t *testing.T) {
 	a := openTPM(t, startSwtpm(t, false).spec, defaultDA)
 	sw := startSwtpm(t, false)

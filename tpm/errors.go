@@ -27,6 +27,12 @@ var (
 	// ErrTriesExhausted: an attempt-limited slot has used all its tries; only
 	// the recovery key opens the vault now. See limited.go.
 	ErrTriesExhausted = errors.New("no tries left on this TPM slot; only the recovery key opens this vault now")
+	// ErrTriesUsedUp: the last tries of an attempt-limited slot were used
+	// while this unlock was under way, by another program that talks to the
+	// TPM (TPM_RC_AUTH_UNAVAILABLE on PolicySecret); this attempt was not
+	// counted. Unwraps to ErrTriesExhausted.
+	ErrTriesUsedUp = fmt.Errorf("%w (another program used the last tries while this unlock ran: "+
+		"someone who may use this TPM is guessing, or another sealfs was given wrong passwords)", ErrTriesExhausted)
 	// ErrSlotGone: the NV index of an attempt-limited slot no longer exists
 	// or was replaced (deleted by the owner, or the TPM was cleared).
 	ErrSlotGone = errors.New("this vault's TPM slot no longer exists in the TPM (its NV index was deleted or the TPM cleared): use `sealfs recover`, then `sealfs enroll`")

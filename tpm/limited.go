@@ -66,11 +66,31 @@ package tpm
 //     failure is one NV write, which real TPMs tolerate at unlock rates.
 //   - Each slot uses one NV index (8 bytes + metadata) until DeleteLimited.
 //   - Changing the password means SealLimited with the new one and
-//     DeleteLimited of the old slot; ChangeAuth does not apply.
+//     DeleteLimited of the old slot.
+//
+// # PCRs
+//
+// PolicySecret checks the PIN index's authValue whatever the PCRs hold, and
+// its answer (TPM_RC_BAD_AUTH or success) tells a right password from a
+// wrong one: bound to PCRs by the object's policy alone, a limited slot
+// would still let whoever boots the machine otherwise test up to MaxTries
+// passwords. So a PCR-bound limited slot has a gate: a second sealed object
+// (no authValue, noDA, opened only by PolicyPCR of the same PCRs) holding 32
+// random bytes, and the index's authValue is
+//
+//	base64(HMAC-SHA256(gate secret, authValue)[:24])
+//
+// With other PCR values the gate does not open (TPM_RC_POLICY_FAIL, no
+// count), and without its secret every guess, the right password included,
+// is a guess at a 192-bit value: the TPM refuses them all alike. Each such
+// guess still uses up one try (denial of service, as anyone who may use the
+// TPM can do anyway); none tells anything about the password.
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -106,23 +126,36 @@ func (t *TPM) SealLimited(secret, authValue []byte, pcrs []int, maxTries int) (*
 }
 
 func (t *TPM) sealLimited(s *srk, secret, authValue []byte, pcrs []int, maxTries uint32) (*SealedKey, error) {
-	nv, err := t.definePinIndex(s, authValue, maxTries)
+	k := &SealedKey{SRKName: bytes.Clone(s.name.Buffer), PCRs: pcrs, MaxTries: maxTries}
+	pinAuth := authValue
+	var pcrPolicy *tpm2.PolicyPCR
+	if len(pcrs) > 0 {
+		var err error
+		if k.PCRValues, err = t.readPCRs(pcrs); err != nil {
+			return nil, err
+		}
+		pcrPolicy = &tpm2.PolicyPCR{PcrDigest: tpm2.TPM2BDigest{Buffer: pcrDigest(k.PCRValues)}, Pcrs: pcrSelection(pcrs)}
+		gate := make([]byte, gateSize)
+		defer clear(gate)
+		if _, err := rand.Read(gate); err != nil {
+			return nil, err
+		}
+		if k.GatePublic, k.GatePrivate, err = t.sealGate(s, pcrPolicy, gate); err != nil {
+			return nil, err
+		}
+		pinAuth = gatedAuth(authValue, gate)
+		defer clear(pinAuth)
+	}
+	nv, err := t.definePinIndex(s, pinAuth, maxTries)
 	if err != nil {
 		return nil, err
 	}
-	k := &SealedKey{SRKName: bytes.Clone(s.name.Buffer), PCRs: pcrs, NVIndex: uint32(nv.Handle), NVName: bytes.Clone(nv.Name.Buffer), MaxTries: maxTries}
+	k.NVIndex, k.NVName = uint32(nv.Handle), bytes.Clone(nv.Name.Buffer)
 	undefine := func(cause error) error {
 		if uerr := t.undefine(s, nv); uerr != nil {
 			return errors.Join(cause, fmt.Errorf("removing NV index %#x again: %w", uint32(nv.Handle), uerr))
 		}
 		return cause
-	}
-	var pcrPolicy *tpm2.PolicyPCR
-	if len(pcrs) > 0 {
-		if k.PCRValues, err = t.readPCRs(pcrs); err != nil {
-			return nil, undefine(err)
-		}
-		pcrPolicy = &tpm2.PolicyPCR{PcrDigest: tpm2.TPM2BDigest{Buffer: pcrDigest(k.PCRValues)}, Pcrs: pcrSelection(pcrs)}
 	}
 	policy, err := limitedPolicy(nv, pcrPolicy)
 	if err != nil {
@@ -130,13 +163,48 @@ func (t *TPM) sealLimited(s *srk, secret, authValue []byte, pcrs []int, maxTries
 	}
 	tmpl := sealTemplate()
 	tmpl.ObjectAttributes.UserWithAuth = false
-	tmpl.ObjectAttributes.AdminWithPolicy = true
 	tmpl.ObjectAttributes.NoDA = true // no authValue to guess; the PIN index counts
 	tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: policy}
 	if k.Public, k.Private, err = t.create(s, tmpl, secret, nil); err != nil {
 		return nil, undefine(err)
 	}
 	return k, nil
+}
+
+// gateSize is the size of a gate's secret (see "PCRs" above).
+const gateSize = 32
+
+// sealGate seals a PCR-bound limited slot's gate secret: no authValue, no
+// DA, opened only by the PCR policy.
+func (t *TPM) sealGate(s *srk, pcr *tpm2.PolicyPCR, gate []byte) (pub, priv []byte, err error) {
+	calc, err := tpm2.NewPolicyCalculator(tpm2.TPMAlgSHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pcr.Update(calc); err != nil {
+		return nil, nil, err
+	}
+	tmpl := sealTemplate()
+	tmpl.ObjectAttributes.UserWithAuth = false
+	tmpl.ObjectAttributes.NoDA = true // nothing to guess: the PCRs either match or not
+	tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: calc.Hash().Digest}
+	if pub, priv, err = t.create(s, tmpl, gate, nil); err != nil {
+		return nil, nil, fmt.Errorf("sealing the slot's PCR gate: %w", err)
+	}
+	return pub, priv, nil
+}
+
+// gatedAuth is the PIN index's authValue of a PCR-bound limited slot: the
+// password's authValue keyed with the gate secret, base64 so that it holds
+// no 0x00 byte (32 ASCII bytes, the most an authValue may have).
+func gatedAuth(authValue, gate []byte) []byte {
+	m := hmac.New(sha256.New, gate)
+	m.Write(authValue)
+	sum := m.Sum(nil)
+	defer clear(sum)
+	out := make([]byte, base64.StdEncoding.EncodedLen(24))
+	base64.StdEncoding.Encode(out, sum[:24])
+	return out
 }
 
 // limitedPolicy is the sealed object's policy: PolicySecret(PIN index), then

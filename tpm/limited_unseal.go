@@ -14,6 +14,7 @@ import (
 // right one restores all of them, in the same TPM command, so the slot on
 // disk never changes. Errors: *TriesError (ErrWrongPassword; also
 // ErrTriesExhausted when it was the last try), ErrTriesExhausted,
+// ErrTriesUsedUp (exhausted by another program during this call),
 // *PCRError, ErrWrongTPM, ErrSlotGone. Neither exhaustion nor a PCR
 // mismatch is tried against the TPM, so they cost nothing.
 func (t *TPM) UnsealLimited(k *SealedKey, authValue []byte) ([]byte, error) {
@@ -59,13 +60,26 @@ func (t *TPM) unsealLimited(k *SealedKey, authValue []byte) ([]byte, error) {
 	if err := t.checkPCRs(k); err != nil {
 		return nil, err
 	}
+	pinAuth := authValue
+	if len(k.GatePublic) > 0 {
+		gate, err := t.openGate(s, k)
+		if err != nil {
+			return nil, err
+		}
+		pinAuth = gatedAuth(authValue, gate)
+		clear(gate)
+		defer clear(pinAuth)
+	}
 	obj, err := t.load(s, pub, priv)
 	if err != nil {
 		return nil, err
 	}
 	defer t.flush(obj.handle)
+	if beforePinSecret != nil {
+		beforePinSecret(t, nv)
+	}
 	secret, err := t.unsealPolicy(s, obj, nil, func(sess tpm2.Session) error {
-		if err := t.pinSecret(s, nv, sess, authValue); err != nil {
+		if err := t.pinSecret(s, nv, sess, pinAuth); err != nil {
 			return t.classifyPin(err, nv)
 		}
 		if len(k.PCRs) == 0 {
@@ -80,6 +94,42 @@ func (t *TPM) unsealLimited(k *SealedKey, authValue []byte) ([]byte, error) {
 		return nil, &PCRError{Changed: changed}
 	}
 	return secret, err
+}
+
+// beforePinSecret, when set by a test, runs between sealfs's own look at
+// the try count and the PolicySecret that spends a try: the window in which
+// another program may use the last tries up.
+var beforePinSecret func(t *TPM, nv tpm2.NamedHandle)
+
+// openGate unseals a PCR-bound limited slot's gate secret. With other PCR
+// values the TPM refuses (TPM_RC_POLICY_FAIL) before any password is
+// involved, and nothing is counted.
+func (t *TPM) openGate(s *srk, k *SealedKey) ([]byte, error) {
+	pub, priv, err := parseBlob(k.GatePublic, k.GatePrivate)
+	if err != nil {
+		return nil, fmt.Errorf("PCR gate: %w", err)
+	}
+	gate, err := t.load(s, pub, priv)
+	if err != nil {
+		return nil, fmt.Errorf("PCR gate: %w", err)
+	}
+	defer t.flush(gate.handle)
+	secret, err := t.unsealPolicy(s, gate, nil, func(sess tpm2.Session) error {
+		_, err := tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: pcrSelection(k.PCRs)}.Execute(t.tpm)
+		return err
+	})
+	if errors.Is(err, tpm2.TPMRCPolicyFail) {
+		changed, _ := t.changedPCRs(k)
+		return nil, &PCRError{Changed: changed}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the slot's PCR gate: %w", err)
+	}
+	if len(secret) != gateSize {
+		clear(secret)
+		return nil, fmt.Errorf("the slot's PCR gate holds %d bytes, want %d", len(secret), gateSize)
+	}
+	return secret, nil
 }
 
 // pinSecret runs PolicySecret with the PIN index in the policy session: the
@@ -106,8 +156,11 @@ func (t *TPM) classifyPin(err error, nv tpm2.NamedHandle) error {
 			return errors.Join(ErrWrongPassword, rerr)
 		}
 		return &TriesError{Left: int(limit) - int(min(count, limit)), Max: int(limit)}
-	case errors.Is(err, tpm2.TPMRCNVAuthorization):
-		return ErrTriesExhausted // used up by someone else since we looked
+	case errors.Is(err, tpm2.TPMRCAuthUnavailable), errors.Is(err, tpm2.TPMRCNVAuthorization):
+		// pinCount reached pinLimit after sealfs read it: another program
+		// (or another sealfs) used the last tries up in between. The TPM
+		// counted nothing for this attempt.
+		return ErrTriesUsedUp
 	}
 	return fmt.Errorf("PolicySecret(NV index %#x): %w", uint32(nv.Handle), err)
 }

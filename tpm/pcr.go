@@ -162,3 +162,25 @@ func (t *TPM) PCRReset(pcr int) error {
 	}
 	return nil
 }
+
+// PCRsGuardPassword reports whether a PCR-bound slot keeps the password out
+// of reach while the PCRs differ: no command of the TPM then tells a right
+// password from a wrong one. Slots sealed before sealfs made them so fail
+// it: a plain one whose object lacks adminWithPolicy (ObjectChangeAuth
+// checks the password whatever the PCRs are), a limited one without a gate
+// (PolicySecret does; limited.go). A new password re-seals either kind in
+// the current form. False for a slot without PCRs, and for a corrupt one.
+func (k *SealedKey) PCRsGuardPassword() bool {
+	if len(k.PCRs) == 0 {
+		return false
+	}
+	if k.NVIndex != 0 {
+		return len(k.GatePublic) > 0
+	}
+	pub, _, err := parseBlob(k.Public, k.Private)
+	if err != nil {
+		return false
+	}
+	c, err := pub.Contents()
+	return err == nil && c.ObjectAttributes.AdminWithPolicy && !c.ObjectAttributes.UserWithAuth
+}

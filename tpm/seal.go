@@ -33,6 +33,11 @@ type SealedKey struct {
 	NVIndex  uint32 // handle of the slot's PIN-fail NV index
 	NVName   []byte // its Name once written: a replaced index is refused
 	MaxTries uint32
+	// Attempt-limited slots bound to PCRs: the gate, a sealed object that
+	// only the PCR policy opens, holding the secret that the password is
+	// mixed with before it reaches the NV index (limited.go, "PCRs").
+	GatePublic  []byte
+	GatePrivate []byte
 }
 
 // Seal creates a sealed object holding secret, protected by authValue and,
@@ -40,6 +45,15 @@ type SealedKey struct {
 // DA-protected: wrong passwords count toward the TPM's dictionary-attack
 // lockout. authValue must not contain a 0x00 byte (go-tpm v0.9.8 truncates
 // HMAC keys there); pass an encoded KDF output.
+//
+// A PCR-bound object answers only through its policy, PolicyPCR first: with
+// other PCR values every password, right or wrong, gets TPM_RC_POLICY_FAIL
+// and no DA strike. The object's authValue can never be changed
+// (adminWithPolicy with a policy that holds no PolicyCommandCode): with
+// adminWithPolicy clear, TPM2_ObjectChangeAuth checks the authValue in an
+// HMAC session whatever the PCRs are, which made it a password oracle for
+// anyone who boots the machine otherwise (measured on swtpm: it answered
+// success or TPM_RC_AUTH_FAIL). A new password means a new object.
 func (t *TPM) Seal(secret, authValue []byte, pcrs []int) (*SealedKey, error) {
 	pcrs, err := checkSealArgs(secret, authValue, pcrs)
 	if err != nil {
@@ -93,7 +107,7 @@ func (t *TPM) seal(s *srk, secret, authValue []byte, pcrs []int) (*SealedKey, er
 		if err != nil {
 			return nil, err
 		}
-		tmpl.ObjectAttributes.UserWithAuth = false // only the policy may authorise
+		tmpl.ObjectAttributes.UserWithAuth = false // only the policy may authorise: PCRs before the password
 		tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: policy}
 	}
 	if key.Public, key.Private, err = t.create(s, tmpl, secret, authValue); err != nil {
@@ -110,7 +124,10 @@ func sealTemplate() tpm2.TPMTPublic {
 			FixedTPM:     true,
 			FixedParent:  true,
 			UserWithAuth: true,
-			NoDA:         false, // wrong passwords must count toward lockout
+			// The ADMIN role (ObjectChangeAuth) only through a policy with
+			// PolicyCommandCode, which no sealfs policy has: never.
+			AdminWithPolicy: true,
+			NoDA:            false, // wrong passwords must count toward lockout
 		},
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash,
 			&tpm2.TPMSKeyedHashParms{Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull}}),
@@ -276,50 +293,6 @@ func (t *TPM) classify(err error, k *SealedKey) error {
 		return &PCRError{Changed: changed}
 	}
 	return err
-}
-
-// ChangeAuth re-encrypts k's sensitive part under newAuth and returns the
-// new slot (same public area, same secret). The old Private blob still opens
-// with oldAuth: the caller must replace it atomically and keep no copy.
-func (t *TPM) ChangeAuth(k *SealedKey, oldAuth, newAuth []byte) (*SealedKey, error) {
-	if k.NVIndex != 0 {
-		return nil, errors.New("tpm: change auth: attempt-limited slots are re-sealed, not re-keyed; use SealLimited")
-	}
-	if err := checkAuthValue(oldAuth); err != nil {
-		return nil, fmt.Errorf("tpm: change auth: old password: %w", err)
-	}
-	if err := checkAuthValue(newAuth); err != nil {
-		return nil, fmt.Errorf("tpm: change auth: new password: %w", err)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var newPriv []byte
-	_, err := t.unseal(k, func(s *srk, obj *loaded) ([]byte, error) {
-		// ObjectChangeAuth needs the ADMIN role, which for an object without
-		// adminWithPolicy is its authValue, even when PCR-bound.
-		sess, closeSess, err := t.saltedSession(s, oldAuth, encryptIn)
-		if err != nil {
-			return nil, err
-		}
-		defer closeSess()
-		rsp, err := tpm2.ObjectChangeAuth{
-			ObjectHandle: tpm2.AuthHandle{Handle: obj.handle, Name: obj.name, Auth: sess},
-			ParentHandle: tpm2.NamedHandle{Handle: s.handle, Name: s.name},
-			NewAuth:      tpm2.TPM2BAuth{Buffer: newAuth},
-		}.Execute(t.tpm)
-		if err != nil {
-			return nil, err
-		}
-		newPriv = tpm2.Marshal(rsp.OutPrivate)
-		return nil, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tpm: change auth: %w", err)
-	}
-	out := *k
-	out.Private = newPriv
-	out.Public = bytes.Clone(k.Public)
-	return &out, nil
 }
 
 func checkAuthValue(av []byte) error {

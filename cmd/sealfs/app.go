@@ -38,11 +38,15 @@ type app struct {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a.log = newLogger(stderr, false)
 	if p, ok := os.LookupEnv(envPassword); ok {
 		a.envPassword = []byte(p)
 		os.Unsetenv(envPassword)
+		if err := wipeInitialEnv(envPassword); err != nil {
+			a.log.Warn("could not wipe $"+envPassword+" from this process's initial environment "+
+				"(/proc/PID/environ shows it to root while the process runs)", "err", err)
+		}
 	}
-	a.log = newLogger(stderr, false)
 	return a
 }
 

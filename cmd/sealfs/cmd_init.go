@@ -2,13 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/term"
 
@@ -37,6 +37,7 @@ func cmdInit(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.warnPlainSlot(t, opts)
 	pw, err := a.password("New vault password", true)
 	if err != nil {
 		return err
@@ -62,9 +63,13 @@ func cmdInit(a *app, args []string) error {
 	fmt.Fprintln(out, "this once and opens the vault if this machine, its TPM or your password is lost.")
 	fmt.Fprintln(out)
 	// One line of 79 characters: fits a terminal, and a script can grep it.
-	fmt.Fprintf(out, "%s\n\n", rk.String())
+	display := rk.Display()
+	defer clear(display)
+	out.Write(display)
+	fmt.Fprint(out, "\n\n")
 	if *showQR || isTerminal(out) {
-		if err := writeQR(out, rk.String()); err != nil {
+		// rsc.io/qr takes a string: that copy of the key cannot be wiped.
+		if err := writeQR(out, string(display)); err != nil {
 			a.log.Warn("could not draw the QR code", "err", err)
 		}
 		fmt.Fprintln(out)
@@ -98,20 +103,25 @@ func confirmRecoveryKey(rk crypto.RecoveryKey) error {
 		return errors.New("no terminal to confirm the recovery key")
 	}
 	defer t.Close()
-	groups := rk.Groups()
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(len(groups))))
+	display := rk.Display()
+	defer clear(display)
+	const groups, groupLen = 8, 9 // crypto.RecoveryKey.Display: 8 groups of 9, dashes between
+	n, err := rand.Int(rand.Reader, big.NewInt(groups))
 	if err != nil {
 		return err
 	}
 	i := int(n.Int64())
+	want := display[i*(groupLen+1) : i*(groupLen+1)+groupLen]
 	r := bufio.NewReader(t)
 	for attempt := 0; attempt < 3; attempt++ {
 		fmt.Fprintf(t, "To confirm you saved it, type group %d of the recovery key: ", i+1)
-		line, err := r.ReadString('\n')
+		line, err := r.ReadBytes('\n')
+		ok := bytes.EqualFold(bytes.TrimSpace(line), want)
+		clear(line)
 		if err != nil {
 			return fmt.Errorf("reading the confirmation: %w", err)
 		}
-		if strings.EqualFold(strings.TrimSpace(line), groups[i]) {
+		if ok {
 			return nil
 		}
 		fmt.Fprintln(t, "That does not match.")

@@ -30,6 +30,7 @@ func cmdRecover(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.warnPlainSlot(t, opts)
 	pw, err := a.password("New password for this machine", true)
 	if err != nil {
 		return err
@@ -57,18 +58,20 @@ func cmdRecover(a *app, args []string) error {
 	return nil
 }
 
-// clearLockout makes the new password usable at once after a forgotten
-// password ran the TPM into dictionary-attack lockout (issue 5: lock out,
-// recover with the key, mount with the new password).
+// clearLockout deals with the TPM's dictionary-attack lockout after a
+// recover (issue 5: lock out, recover with the key, mount with the new
+// password), and says what it did and why.
 //
-// The TPM lets whoever holds lockoutAuth reset its counter. When
-// lockoutAuth is empty (the default on Linux, and swtpm's), that is anyone
-// who may use the TPM, so the reset gives the user nothing an attacker with
-// the same access did not have; the recovery key only makes sealfs offer
-// it. When lockoutAuth is set, sealfs never tries: a wrong lockoutAuth
-// blocks the lockout hierarchy for LockoutRecovery, and the owner's
-// password is not ours to guess. An attempt-limited new slot (limited) is
-// NoDA and works in lockout anyway, so it needs no warning.
+// An attempt-limited new slot (the default) is NoDA: the lockout neither
+// blocks it nor is needed for it, so sealfs leaves the counter alone and
+// only says so. A plain new slot is blocked by the lockout; the TPM lets
+// whoever holds lockoutAuth reset it. When lockoutAuth is empty (the
+// default on Linux, and swtpm's) that is anyone who may use the TPM, so the
+// reset grants nothing an attacker with the same access lacks; sealfs does
+// it and says so, since it is the very reason such a slot limits nothing.
+// When lockoutAuth is set, sealfs never tries: a wrong lockoutAuth blocks
+// the lockout hierarchy for LockoutRecovery, and the owner's password is
+// not ours to guess.
 func (a *app) clearLockout(t *tpm.TPM, limited bool) {
 	info, err := t.Lockout()
 	if err != nil {
@@ -78,27 +81,30 @@ func (a *app) clearLockout(t *tpm.TPM, limited bool) {
 	if !info.InLockout && info.Counter == 0 {
 		return
 	}
+	state := fmt.Sprintf("has counted %d failed passwords", info.Counter)
+	if info.Counter == 1 {
+		state = "has counted 1 failed password"
+	}
+	if info.InLockout {
+		state = "is locked against password guessing"
+	}
+	if limited {
+		fmt.Fprintf(a.stdout, "This TPM's dictionary-attack lockout %s; the new slot is attempt-limited and does not use it, "+
+			"so sealfs leaves it as it is.\n", state)
+		return
+	}
 	if info.LockoutAuthSet {
-		if !limited {
-			a.warnLockout(info)
-		}
+		a.warnLockout(info)
 		return
 	}
 	if err := t.ResetLockout(nil); err != nil {
 		fmt.Fprintf(a.stderr, "note: could not reset this TPM's dictionary-attack counter: %v\n", err)
-		if !limited {
-			a.warnLockout(info)
-		}
+		a.warnLockout(info)
 		return
 	}
-	state := fmt.Sprintf("had counted %d failed passwords", info.Counter)
-	if info.Counter == 1 {
-		state = "had counted 1 failed password"
-	}
-	if info.InLockout {
-		state = "was locked against password guessing"
-	}
-	fmt.Fprintf(a.stdout, "This TPM %s; it has no lockout password, so its dictionary-attack counter was reset to 0: the new password works now.\n", state)
+	fmt.Fprintf(a.stdout, "This TPM %s. The new plain slot would be blocked by that, and this TPM has no lockout password, "+
+		"so sealfs reset its dictionary-attack counter to 0 (TPM2_DictionaryAttackLockReset): the new password works now. "+
+		"Anyone who can use this TPM can do the same, which is why a plain slot does not limit guessing here.\n", state)
 }
 
 // warnLockout tells the user when the new slot cannot be used yet: the

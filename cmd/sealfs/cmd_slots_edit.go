@@ -51,6 +51,9 @@ func cmdPasswd(a *app, args []string) error {
 		wasLimited[s.ID] = vault.Limited(s.TPM)
 	}
 	opts := vault.PasswdOptions{SlotID: a.slot, MaxTries: limit.value()}
+	if n := limit.value(); n != nil && *n == 0 {
+		a.warnPlainSlot(t, vault.SealOptions{})
+	}
 	if err := v.ChangePassword(vault.FromTPM(t), old, pw, opts); err != nil {
 		return a.explainUnlock(v, err)
 	}
@@ -72,7 +75,8 @@ type slotFlags struct {
 func addSlotFlags(fs *flag.FlagSet) *slotFlags {
 	sf := &slotFlags{}
 	fs.Var(&sf.pcrs, "pcr", "also bind the new TPM slot to these PCRs (e.g. 7 or 0,7)")
-	sf.maxTries = fs.Uint("max-tries", 0, "attempt-limited slot: after `N` wrong passwords only the recovery key opens the vault")
+	sf.maxTries = fs.Uint("max-tries", defaultMaxTries, "the TPM ends the new slot for good after `N` consecutive wrong passwords (a right one restores all N); "+
+		"after that only the recovery key opens the vault. 0: a plain slot, limited only by the TPM's dictionary-attack lockout, which on most machines anyone can reset")
 	sf.label = fs.String("label", hostname(), "label of the new TPM slot")
 	return sf
 }
@@ -112,6 +116,7 @@ func cmdEnroll(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.warnPlainSlot(t, opts)
 	var pw []byte
 	if *withPassword {
 		from := t
@@ -124,6 +129,7 @@ func cmdEnroll(a *app, args []string) error {
 		if err := a.unlockWithTPM(v, from); err != nil {
 			return err
 		}
+		a.repair(v)
 		pw, err = newPassword(*newFile, "Password for the new slot")
 	} else {
 		if err := a.unlock(v, true); err != nil {

@@ -25,9 +25,12 @@ type statusReport struct {
 	Slots     []slotReport `json:"slots"`
 	// The slot list is read before any key is known: it is authenticated
 	// only when the vault is unlocked.
-	Authenticated bool       `json:"authenticated"`
-	TPM           *tpmReport `json:"tpm,omitempty"`
-	TPMError      string     `json:"tpm_error,omitempty"`
+	Authenticated bool `json:"authenticated"`
+	// HeaderProblems: damaged copies of the header, sync conflict copies
+	// waiting to be merged; the next unlock repairs them.
+	HeaderProblems []string   `json:"header_problems,omitempty"`
+	TPM            *tpmReport `json:"tpm,omitempty"`
+	TPMError       string     `json:"tpm_error,omitempty"`
 }
 
 type slotReport struct {
@@ -43,6 +46,16 @@ type slotReport struct {
 	MaxTries  uint32 `json:"max_tries,omitempty"`
 	TriesLeft *int   `json:"tries_left,omitempty"`
 	TPMError  string `json:"tpm_error,omitempty"` // e.g. the slot's NV index is gone
+	// Guessing is what limits password guesses on this slot, for this
+	// TPM's slots: "max_tries" (attempt-limited: N in all), "da_lockout"
+	// (plain, and the lockout needs this TPM's lockout password to reset)
+	// or "unlimited" (plain, and anyone who can use the TPM resets the
+	// lockout).
+	Guessing string `json:"guessing,omitempty"`
+	// PCRsGuardPassword, on PCR-bound slots: false for slots sealed before
+	// sealfs closed the password oracle (a new password re-seals them).
+	PCRsGuardPassword *bool  `json:"pcrs_guard_password,omitempty"`
+	Advice            string `json:"advice,omitempty"` // what to run about it
 }
 
 type tpmReport struct {
@@ -75,17 +88,18 @@ func statusOrSlots(a *app, name string, args []string) error {
 	}
 	r := buildReport(v)
 	var srk []byte
+	var info *tpm.LockoutInfo
 	t, err := a.openTPM()
 	if err != nil {
 		r.TPMError = err.Error()
 	} else if srk, err = t.SRKName(); err != nil {
 		r.TPMError = err.Error()
-	} else if name == "status" {
-		info, err := t.Lockout()
-		if err != nil {
-			r.TPMError = err.Error()
-		} else {
-			r.TPM = newTPMReport(a.tpmSpecShown(), srk, info)
+	} else if li, err := t.Lockout(); err != nil {
+		r.TPMError = err.Error()
+	} else {
+		info = &li
+		if name == "status" {
+			r.TPM = newTPMReport(a.tpmSpecShown(), srk, li)
 		}
 	}
 	if srk != nil {
@@ -95,6 +109,9 @@ func statusOrSlots(a *app, name string, args []string) error {
 				r.Slots[i].ThisTPM = &this
 				if this && vault.Limited(s.TPM) {
 					slotTries(vault.FromTPM(t), s.TPM, &r.Slots[i])
+				}
+				if this {
+					judgeSlot(&r.Slots[i], s.TPM, info, v.Dir)
 				}
 			}
 		}
@@ -120,7 +137,8 @@ func (a *app) tpmSpecShown() string {
 
 func buildReport(v *vault.Vault) *statusReport {
 	h := v.Header
-	r := &statusReport{CipherDir: v.Dir, Format: h.Version, VaultID: hex.EncodeToString(h.VaultID), Created: h.Created}
+	r := &statusReport{CipherDir: v.Dir, Format: h.Version, VaultID: hex.EncodeToString(h.VaultID), Created: h.Created,
+		HeaderProblems: v.HeaderProblems()}
 	for _, s := range h.Slots {
 		sr := slotReport{ID: s.ID, Type: s.Type, Created: s.Created, Label: s.Label}
 		if s.TPM != nil {
@@ -131,6 +149,28 @@ func buildReport(v *vault.Vault) *statusReport {
 		r.Slots = append(r.Slots, sr)
 	}
 	return r
+}
+
+// judgeSlot says what limits guessing on one of this TPM's slots, and what
+// to run when that is not enough.
+func judgeSlot(r *slotReport, b *crypto.TPMBlob, info *tpm.LockoutInfo, dir string) {
+	switch {
+	case vault.Limited(b):
+		r.Guessing = "max_tries"
+	case info == nil:
+	case info.LockoutAuthSet:
+		r.Guessing = "da_lockout"
+	default:
+		r.Guessing = "unlimited"
+		r.Advice = fmt.Sprintf("sealfs passwd --max-tries %d %s", defaultMaxTries, dir)
+	}
+	if len(b.PCRs) > 0 {
+		guard := vault.PCRsGuardPassword(b)
+		r.PCRsGuardPassword = &guard
+		if !guard && r.Advice == "" {
+			r.Advice = "sealfs passwd " + dir
+		}
+	}
 }
 
 func newTPMReport(spec string, srk []byte, info tpm.LockoutInfo) *tpmReport {
@@ -175,6 +215,15 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 			if s.MaxTries > 0 {
 				d = append(d, triesDetail(s))
 			}
+			switch s.Guessing {
+			case "unlimited":
+				d = append(d, "plain slot: NO LIMIT on guessing (this TPM's lockout can be reset by anyone who can use it)")
+			case "da_lockout":
+				d = append(d, "plain slot: guessing throttled by the TPM's lockout")
+			}
+			if s.PCRsGuardPassword != nil && !*s.PCRsGuardPassword {
+				d = append(d, "the password can be tried without these PCRs (sealed by an older sealfs)")
+			}
 			if s.TPMError != "" {
 				d = append(d, s.TPMError)
 			}
@@ -182,6 +231,14 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.Created.Format(time.DateOnly), s.Label, strings.Join(d, ", "))
 	}
 	tw.Flush()
+	for _, p := range r.HeaderProblems {
+		fmt.Fprintf(w, "  header: %s\n", p)
+	}
+	for _, s := range r.Slots {
+		if s.Advice != "" {
+			fmt.Fprintf(w, "  advice for %s: run `%s`\n", s.ID, s.Advice)
+		}
+	}
 	if !withTPM {
 		return
 	}
@@ -189,6 +246,12 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 	case r.TPM != nil:
 		t := r.TPM
 		fmt.Fprintf(w, "tpm:      %s (SRK %s)\n", t.Spec, short(t.SRKName))
+		if t.LockoutAuthSet {
+			fmt.Fprintln(w, "  lockout password: set; resetting the dictionary-attack lockout needs it")
+		} else {
+			fmt.Fprintln(w, "  lockout password: NONE; anyone who can use this TPM can reset its dictionary-attack lockout, "+
+				"so the lockout below limits no one (attempt-limited slots do not depend on it)")
+		}
 		left := fmt.Sprintf("%d tries left", t.TriesLeft)
 		if t.TriesLeft == 1 {
 			left = "1 try left"

@@ -12,6 +12,38 @@ import (
 
 // Attempt-limited TPM slots (issue 7, tpm/limited.go) as the CLI shows them.
 
+// defaultMaxTries is the attempt limit of a new TPM slot (init, recover,
+// enroll) unless --max-tries says otherwise. The TPM's dictionary-attack
+// lockout is no limit on a machine whose lockout authorisation is empty
+// (most Linux machines, and swtpm): whoever can send TPM commands resets it
+// with TPM2_DictionaryAttackLockReset after each lockout. A PIN-fail index
+// is untouched by that reset, so a limited slot gives a thief N guesses in
+// all (tests/cli_thief_test.go). 10 leaves room for typos and a forgotten
+// caps lock; a right password restores all of them.
+const defaultMaxTries = 10
+
+// warnPlainSlot says what a plain slot (--max-tries 0) means on this TPM,
+// before it is made: on one whose lockout anyone can reset, nothing limits
+// guessing.
+func (a *app) warnPlainSlot(t *tpm.TPM, opts vault.SealOptions) {
+	if opts.MaxTries > 0 {
+		return
+	}
+	info, err := t.Lockout()
+	switch {
+	case err != nil:
+		fmt.Fprintf(a.stderr, "warning: --max-tries 0 makes a plain slot, which only the TPM's dictionary-attack lockout throttles; "+
+			"its state could not be read (%v)\n", err)
+	case !info.LockoutAuthSet:
+		fmt.Fprintf(a.stderr, "warning: --max-tries 0 makes a plain slot, which only the TPM's dictionary-attack lockout throttles, "+
+			"and this TPM has no lockout password: anyone who can use it resets the lockout (TPM2_DictionaryAttackLockReset) "+
+			"and guesses without limit. Without --max-tries the slot allows %d wrong passwords in all.\n", defaultMaxTries)
+	default:
+		fmt.Fprintf(a.stderr, "note: --max-tries 0 makes a plain slot: %d wrong passwords lock the TPM, then one more try every %s; "+
+			"resetting that needs this TPM's lockout password.\n", info.MaxTries, info.Interval)
+	}
+}
+
 // maxTriesFlag is passwd's --max-tries: unlike init's, "not given" (keep
 // the slot's limit) differs from 0 (no limit).
 type maxTriesFlag struct {
@@ -61,11 +93,14 @@ func (a *app) reportPasswd(slot *crypto.Slot, wasLimited bool) {
 	case wasLimited:
 		fmt.Fprintf(a.stdout, "Slot %s no longer limits tries; the TPM's dictionary-attack lockout still throttles guessing.\n", slot.ID)
 	}
-	if limited && !wasLimited {
+	if !wasLimited {
 		// A plain blob lives only in the header: nothing in the TPM can
-		// take it back (tpm/limited.go, docs/threat-model.md).
-		fmt.Fprintln(a.stderr, "note: copies of the old header (cloud file versions, backups) still hold this slot without the limit: "+
-			"on this machine they open with the old password, throttled only by the TPM's dictionary-attack lockout.")
+		// take it back (tpm/limited.go, docs/threat-model.md). A limited
+		// slot's old NV index is deleted, and its old blob with it.
+		fmt.Fprintln(a.stderr, "note: the old password is not revoked everywhere: copies of the old header (cloud file versions, "+
+			"backups) still hold the old plain slot, which on this machine opens with the old password, throttled only by the TPM's "+
+			"dictionary-attack lockout; no TPM command can revoke a plain slot. Attempt-limited slots (the default; `--max-tries N`) "+
+			"do not have this problem: changing their password deletes the old NV index, and old copies with it.")
 	}
 }
 
@@ -99,8 +134,11 @@ type exhaustedError struct {
 func (e *exhaustedError) Error() string {
 	first := tpm.ErrTriesExhausted.Error()
 	var te *tpm.TriesError
-	if errors.As(e.err, &te) {
+	switch {
+	case errors.As(e.err, &te):
 		first = te.Error() // "wrong password: that was the last try; …"
+	case errors.Is(e.err, tpm.ErrTriesUsedUp):
+		first = tpm.ErrTriesUsedUp.Error()
 	}
 	return first + "\nEven the right password will not open this TPM slot any more. " +
 		"`sealfs recover " + e.dir + "` with your recovery key creates a fresh slot with a new password."

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -146,6 +147,8 @@ func userMessage(err error) string {
 		return le.Error()
 	case errors.As(err, &pe):
 		return pe.Error()
+	case errors.Is(err, tpm.ErrTriesUsedUp):
+		return tpm.ErrTriesUsedUp.Error()
 	case errors.Is(err, tpm.ErrTriesExhausted):
 		return tpm.ErrTriesExhausted.Error()
 	case errors.Is(err, tpm.ErrWrongTPM):
@@ -179,10 +182,13 @@ global flags (also accepted after the command):
   --slot ID                use this TPM slot when this TPM holds several
   -v                       debug logging
 
-Attempt limit: `+"`init --max-tries N`"+` (also recover, enroll) makes a TPM slot that the TPM
-itself closes for good after N consecutive wrong passwords; a right one restores all N.
-After that only the recovery key opens the vault (`+"`sealfs recover`"+` makes a fresh slot).
-`+"`passwd --max-tries N`"+` turns the limit on or changes N for an existing slot; 0 turns it off.
+Attempt limit: every new TPM slot (init, recover, enroll) is attempt-limited: the TPM itself
+ends it for good after `+strconv.Itoa(defaultMaxTries)+` consecutive wrong passwords (a right one restores them all), and a
+TPM reset of its dictionary-attack lockout does not touch that count. After that only the
+recovery key opens the vault (`+"`sealfs recover`"+` makes a fresh slot). `+"`--max-tries N`"+` sets
+another limit; `+"`--max-tries 0`"+` makes a plain slot, which only the TPM's lockout throttles
+(no limit at all where the TPM has no lockout password, as on most machines).
+`+"`passwd --max-tries N`"+` changes the limit of an existing slot, or adds one to a plain slot.
 
 A password is never accepted as an argument. $SEALFS_PASSWORD is read once and
 removed from the environment at start, but before that it is visible in

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,55 @@ import (
 // visible in /proc/PID/environ to the same user and root, and every child
 // would inherit it.
 const envPassword = "SEALFS_PASSWORD"
+
+// wipeInitialEnv overwrites the value of name in the environment block the
+// kernel gave the process, the one /proc/PID/environ shows: os.Unsetenv
+// only drops Go's copy, and a foreground mount lives for hours. The block's
+// address is in /proc/self/stat (env_start, env_end); the process writes
+// over its own memory through /proc/self/mem. Go's own copy of the variable
+// (an immutable string on the heap, made by the runtime at start) cannot be
+// wiped; it is not in /proc/PID/environ and is dropped with os.Unsetenv.
+func wipeInitialEnv(name string) error {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return errors.New("unexpected /proc/self/stat")
+	}
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 49 {
+		return errors.New("/proc/self/stat has no env_start/env_end (kernel older than 3.5)")
+	}
+	start, err1 := strconv.ParseUint(f[47], 10, 64) // field 50: env_start
+	end, err2 := strconv.ParseUint(f[48], 10, 64)   // field 51: env_end
+	if err1 != nil || err2 != nil || end <= start || end-start > 1<<24 {
+		return errors.New("unexpected env_start/env_end in /proc/self/stat")
+	}
+	mem, err := os.OpenFile("/proc/self/mem", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	block := make([]byte, end-start)
+	if _, err := mem.ReadAt(block, int64(start)); err != nil {
+		return err
+	}
+	prefix := []byte(name + "=")
+	off := 0
+	for _, entry := range bytes.Split(block, []byte{0}) {
+		if bytes.HasPrefix(entry, prefix) {
+			zero := make([]byte, len(entry)-len(prefix))
+			if _, err := mem.WriteAt(zero, int64(start)+int64(off+len(prefix))); err != nil {
+				return err
+			}
+		}
+		off += len(entry) + 1
+	}
+	clear(block)
+	return nil
+}
 
 // maxSecret bounds what we read from a password file or --extpass.
 const maxSecret = 4096
@@ -236,7 +286,7 @@ func (a *app) recoveryKey() (crypto.RecoveryKey, error) {
 			return crypto.RecoveryKey{}, err
 		}
 		defer clear(b)
-		return crypto.ParseRecoveryKey(string(b))
+		return crypto.ParseRecoveryKeyBytes(b)
 	}
 	t, err := tty()
 	if err != nil {
@@ -248,7 +298,7 @@ func (a *app) recoveryKey() (crypto.RecoveryKey, error) {
 		if err != nil {
 			return crypto.RecoveryKey{}, fmt.Errorf("reading the recovery key: %w", err)
 		}
-		rk, err := crypto.ParseRecoveryKey(string(b))
+		rk, err := crypto.ParseRecoveryKeyBytes(b)
 		clear(b)
 		if err == nil || attempt == 3 {
 			return rk, err

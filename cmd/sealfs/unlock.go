@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+
+	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/vault"
 	"github.com/sealfs/sealfs/tpm"
 )
@@ -11,13 +14,42 @@ func (a *app) loadVault(dir string) (*vault.Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, v.Wipe)
+	a.closers = append(a.closers, v.Wipe, func() {
+		if v.FormatUpgraded() {
+			fmt.Fprintf(a.stderr, "note: the vault header is now format %d (two copies, so that one damaged byte cannot lock you out); "+
+				"sealfs versions from before it cannot open this vault: upgrade sealfs on your other devices\n", crypto.FormatVersion)
+		}
+	})
 	return v, nil
 }
 
 // unlock opens v with the recovery key when one is supplied (or
-// useRecovery), else with this TPM's slot and the password.
+// useRecovery), else with this TPM's slot and the password. Then it
+// repairs the header if it needs it (a damaged copy, sync conflict copies
+// to merge): that needs the key, so every command that unlocks does it.
 func (a *app) unlock(v *vault.Vault, useRecovery bool) error {
+	if err := a.unlockOnly(v, useRecovery); err != nil {
+		return err
+	}
+	a.repair(v)
+	return nil
+}
+
+// repair rewrites a header that an unlock found damaged or in need of a
+// merge, and says what it did. A failure leaves the vault usable (the
+// header it read still opens it), so it is a warning.
+func (a *app) repair(v *vault.Vault) {
+	done, err := v.Repair()
+	if err != nil {
+		fmt.Fprintf(a.stderr, "warning: could not repair the vault header (%v); the next unlock tries again\n", err)
+		return
+	}
+	for _, d := range done {
+		fmt.Fprintf(a.stderr, "note: vault header repaired: %s\n", d)
+	}
+}
+
+func (a *app) unlockOnly(v *vault.Vault, useRecovery bool) error {
 	if useRecovery || a.recoveryKeyFile != "" {
 		rk, err := a.recoveryKey()
 		if err != nil {

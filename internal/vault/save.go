@@ -15,9 +15,12 @@ import (
 
 // Save authenticates and writes the header atomically (issue 2: temp file,
 // fsync, rename, fsync of the directory), so a crash leaves either the old
-// or the new header, never a torn one. Concurrent sealfs commands serialise
-// on an flock of the cipher directory, and a header that changed on disk
-// since it was read is not overwritten (ErrHeaderChanged).
+// or the new header, never a torn one. It always writes the current format
+// (2: two copies), which is how a format 1 vault is migrated. Concurrent
+// sealfs commands serialise on an flock of the cipher directory, and a
+// header that changed on disk since it was read is not overwritten
+// (ErrHeaderChanged). The conflict copies merged into the header are
+// removed once it is saved.
 func (v *Vault) Save() error {
 	if !v.Unlocked() {
 		return ErrLocked
@@ -25,6 +28,10 @@ func (v *Vault) Save() error {
 	b, err := v.Header.Marshal(v.keys)
 	if err != nil {
 		return err
+	}
+	f, err := crypto.ParseHeaderFile(b)
+	if err != nil {
+		return fmt.Errorf("the header just encoded does not parse: %w", err)
 	}
 	d, err := os.Open(v.Dir)
 	if err != nil {
@@ -49,9 +56,19 @@ func (v *Vault) Save() error {
 	if err := writeFileAtomic(d, v.Dir, crypto.HeaderFileName, b); err != nil {
 		return fmt.Errorf("writing the vault header: %w", err)
 	}
-	v.raw = b
+	if v.Header.Version < crypto.FormatVersion && v.raw != nil {
+		v.upgraded = true
+	}
+	v.raw, v.file, v.repairs = b, f, nil
+	v.Header.Version = crypto.FormatVersion
+	v.removeMerged()
 	return nil
 }
+
+// FormatUpgraded reports whether this Vault's Save rewrote an older format
+// of the header in the current one (the migration from format 1): sealfs
+// versions that only know the older format refuse the vault from now on.
+func (v *Vault) FormatUpgraded() bool { return v.upgraded }
 
 // writeFileAtomic replaces dir/name with data through a temp file
 // name.tmp-<random> in the same directory. The temp file never survives an

@@ -15,11 +15,6 @@ type Sealer interface {
 	// slots keep their count inside the TPM (tpm/limited.go), so a failed
 	// or successful unlock leaves the header as it was.
 	Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, error)
-	// ChangeAuth returns b re-keyed to newAuth. The old blob still opens
-	// with oldAuth, so the caller must replace it and keep no copy. Plain
-	// slots only: an attempt-limited slot's password is its NV index's
-	// authValue, fixed when the index is defined, so it is re-sealed.
-	ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error)
 	// Delete frees what b holds inside the TPM, so that b never opens
 	// again: the NV index of an attempt-limited slot. A plain slot holds
 	// nothing there (nil). An index already gone is not an error.
@@ -37,3 +32,7 @@ type SealOptions struct {
 
 // Limited reports whether b is an attempt-limited slot.
 func Limited(b *crypto.TPMBlob) bool { return b != nil && b.NVIndex != 0 }
+
+// newKDFParams makes a new slot's KDF parameters; the package's tests swap
+// in a cheap cost (the cost itself is crypto's to test).
+var newKDFParams = crypto.NewKDFParams

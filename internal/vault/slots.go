@@ -61,8 +61,15 @@ func Create(dir string, log *slog.Logger, s Sealer, password []byte, opts Create
 		m.Wipe()
 		return nil, crypto.RecoveryKey{}, err
 	}
-	v := &Vault{Dir: dir, Header: h, log: log, master: m, keys: k}
-	v.trust, v.trustErr = DefaultTrustStore()
+	anchor, err := filepath.Abs(dir)
+	if err != nil {
+		m.Wipe()
+		k.Wipe()
+		return nil, crypto.RecoveryKey{}, err
+	}
+	v := &Vault{Dir: dir, Header: h, log: log, anchor: anchor, master: m, keys: k}
+	warnUnlocked(log, m)
+	v.pins, v.pinsErr = DefaultPinStore()
 	defer func() {
 		if err != nil {
 			v.Wipe()
@@ -96,7 +103,7 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 	if !v.Unlocked() {
 		return nil, ErrLocked
 	}
-	kdf, err := crypto.NewKDFParams()
+	kdf, err := newKDFParams()
 	if err != nil {
 		return nil, err
 	}
@@ -113,36 +120,40 @@ func (v *Vault) AddTPMSlot(s Sealer, password []byte, opts SealOptions, label st
 		ID: crypto.NewSlotID("tpm"), Type: crypto.SlotTPM, Created: time.Now().UTC(),
 		Label: label, KDF: kdf, TPM: blob,
 	}
-	old := v.Header.Slots
-	next := slices.Clone(old)
+	old, oldRemoved := v.Header.Slots, v.Header.Removed
+	v.Header.Slots = slices.Clone(old)
+	v.Header.Removed = slices.Clone(oldRemoved)
 	var dropped []crypto.Slot
 	if replace {
-		mine := func(o crypto.Slot) bool {
-			return o.Type == crypto.SlotTPM && string(o.TPM.SRKName) == string(blob.SRKName)
-		}
-		for _, o := range next {
-			if mine(o) {
+		for _, o := range old {
+			if o.Type == crypto.SlotTPM && string(o.TPM.SRKName) == string(blob.SRKName) {
 				dropped = append(dropped, o)
+				v.Header.RemoveSlot(o.ID, slot.Created)
 			}
 		}
-		next = slices.DeleteFunc(next, mine)
 	}
 	// Pinned before the header names it: a crash after the save must not
 	// leave this machine without the pin.
 	if err := v.pinBeforeSave(&slot); err != nil {
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return nil, err
 	}
-	v.Header.Slots = append(next, slot)
+	v.Header.Slots = append(v.Header.Slots, slot)
 	if err := v.Save(); err != nil {
-		v.Header.Slots = old
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return nil, err
 	}
+	v.pinAfterSave(&slot)
+	var ids []string
 	for _, d := range dropped {
+		ids = append(ids, d.ID)
 		v.release(s, d.ID, d.TPM, "the replaced slot")
 	}
-	return &slot, nil
+	v.unpin(ids...)
+	saved, _ := v.Header.Slot(slot.ID)
+	return saved, nil
 }
 
 // PasswdOptions tune ChangePassword.
@@ -156,14 +167,16 @@ type PasswdOptions struct {
 }
 
 // ChangePassword gives this TPM's slot newPassword (and, with
-// opts.MaxTries, a new attempt limit). The sealed key stays the same and
+// opts.MaxTries, a new attempt limit). The master key stays the same and
 // nothing is re-encrypted; the vault ends up unlocked.
 //
-// A plain slot is re-keyed with ObjectChangeAuth. The old blob would still
-// open with the old password, so it is replaced in one atomic header
-// update. An attempt-limited slot (or one becoming limited or plain) is
-// re-sealed instead: its password is the authValue of its NV index, fixed
-// when the index is defined (see reseal for the order of the steps).
+// The slot is always re-sealed: a new object (and, if limited, a new NV
+// index) under the same slot id (see reseal for the order of the steps).
+// No object sealfs makes can have its authValue changed (tpm.Seal), and an
+// attempt-limited slot's password is its NV index's authValue, fixed when
+// the index is defined. An attempt-limited slot's old index is deleted, so
+// copies of the old header die with it; a plain slot's old object cannot
+// be revoked by any TPM command (docs/threat-model.md).
 func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts PasswdOptions) error {
 	if opts.MaxTries != nil && *opts.MaxTries > tpm.MaxTriesLimit {
 		return fmt.Errorf("max tries must be 0..%d, got %d", tpm.MaxTriesLimit, *opts.MaxTries)
@@ -175,7 +188,7 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 	if !ok {
 		return fmt.Errorf("slot %s vanished from the header", v.slotID)
 	}
-	kdf, err := crypto.NewKDFParams()
+	kdf, err := newKDFParams()
 	if err != nil {
 		return err
 	}
@@ -188,30 +201,7 @@ func (v *Vault) ChangePassword(s Sealer, oldPassword, newPassword []byte, opts P
 	if opts.MaxTries != nil {
 		maxTries = *opts.MaxTries
 	}
-	if Limited(slot.TPM) || maxTries > 0 {
-		return v.reseal(s, slot, kdf, newAuth, maxTries)
-	}
-	oldAuth, err := crypto.DeriveAuthValue(oldPassword, slot.KDF)
-	if err != nil {
-		return err
-	}
-	defer clear(oldAuth)
-	blob, err := s.ChangeAuth(slot.TPM, oldAuth, newAuth)
-	if err != nil {
-		return fmt.Errorf("changing the slot's password in the TPM: %w", err)
-	}
-	oldKDF, oldBlob := slot.KDF, slot.TPM
-	slot.KDF, slot.TPM = kdf, blob
-	if err := v.pinBeforeSave(slot); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
-		return err
-	}
-	if err := v.Save(); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
-		return err
-	}
-	v.pinAfterSave(slot)
-	return nil
+	return v.reseal(s, slot, kdf, newAuth, maxTries)
 }
 
 // reseal replaces slot's sealed object with a new one behind newAuth,
@@ -235,15 +225,17 @@ func (v *Vault) reseal(s Sealer, slot *crypto.Slot, kdf *crypto.KDFParams, newAu
 	if err != nil {
 		return fmt.Errorf("sealing the key in the TPM: %w", err)
 	}
-	oldKDF, oldBlob := slot.KDF, slot.TPM
-	slot.KDF, slot.TPM = kdf, blob
+	oldKDF, oldBlob, oldRev := slot.KDF, slot.TPM, slot.Rev
+	// A higher rev wins when a conflict copy of the header holding the old
+	// state is merged (crypto.MergeHeaders).
+	slot.KDF, slot.TPM, slot.Rev = kdf, blob, slot.Rev+1
 	if err := v.pinBeforeSave(slot); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
+		slot.KDF, slot.TPM, slot.Rev = oldKDF, oldBlob, oldRev
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return err
 	}
 	if err := v.Save(); err != nil {
-		slot.KDF, slot.TPM = oldKDF, oldBlob
+		slot.KDF, slot.TPM, slot.Rev = oldKDF, oldBlob, oldRev
 		v.release(s, slot.ID, blob, "the new slot, which was not saved")
 		return err
 	}
@@ -305,11 +297,17 @@ func (v *Vault) RemoveSlot(id string, force bool) (*crypto.Slot, error) {
 		return nil, ErrRecoverySlot
 	}
 	removed := *slot
-	old := v.Header.Slots
-	v.Header.Slots = slices.DeleteFunc(slices.Clone(old), func(s crypto.Slot) bool { return s.ID == id })
+	old, oldRemoved := v.Header.Slots, v.Header.Removed
+	v.Header.Slots, v.Header.Removed = slices.Clone(old), slices.Clone(oldRemoved)
+	// The tombstone keeps a conflict copy of the header from bringing the
+	// slot back when it is merged.
+	v.Header.RemoveSlot(id, time.Now())
 	if err := v.Save(); err != nil {
-		v.Header.Slots = old
+		v.Header.Slots, v.Header.Removed = old, oldRemoved
 		return nil, err
+	}
+	if removed.Type == crypto.SlotTPM {
+		v.unpin(id)
 	}
 	return &removed, nil
 }

@@ -33,14 +33,6 @@ func (s tpmSealer) Unseal(b *crypto.TPMBlob, authValue []byte) ([]byte, error) {
 	return s.t.Unseal(fromBlob(b), authValue)
 }
 
-func (s tpmSealer) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {
-	k, err := s.t.ChangeAuth(fromBlob(b), oldAuth, newAuth)
-	if err != nil {
-		return nil, err
-	}
-	return toBlob(k), nil
-}
-
 func (s tpmSealer) Delete(b *crypto.TPMBlob) error {
 	if !Limited(b) {
 		return nil
@@ -57,6 +49,7 @@ func toBlob(k *tpm.SealedKey) *crypto.TPMBlob {
 		Public: k.Public, Private: k.Private, SRKName: k.SRKName,
 		PCRs: k.PCRs, PCRValues: k.PCRValues,
 		NVIndex: k.NVIndex, NVName: k.NVName, MaxTries: k.MaxTries,
+		GatePublic: k.GatePublic, GatePrivate: k.GatePrivate,
 	}
 }
 
@@ -65,5 +58,10 @@ func fromBlob(b *crypto.TPMBlob) *tpm.SealedKey {
 		Public: b.Public, Private: b.Private, SRKName: b.SRKName,
 		PCRs: b.PCRs, PCRValues: b.PCRValues,
 		NVIndex: b.NVIndex, NVName: b.NVName, MaxTries: b.MaxTries,
+		GatePublic: b.GatePublic, GatePrivate: b.GatePrivate,
 	}
 }
+
+// PCRsGuardPassword reports whether a PCR-bound slot answers no password
+// while its PCRs differ (tpm.SealedKey.PCRsGuardPassword).
+func PCRsGuardPassword(b *crypto.TPMBlob) bool { return fromBlob(b).PCRsGuardPassword() }

@@ -25,8 +25,9 @@ type fakeTPM struct {
 	nv      map[uint32]*fakeNV
 	lastNV  uint32
 	// calls counts every call that reaches the "TPM": a slot refused by
-	// this machine's pin must not make one.
-	calls int
+	// this machine's pin must not make one. unseals counts the password
+	// tries among them.
+	calls, unseals int
 }
 
 type fakeNV struct{ count, limit uint32 }
@@ -52,6 +53,7 @@ func (f *fakeTPM) Seal(secret, auth []byte, opts SealOptions) (*crypto.TPMBlob, 
 
 func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
 	f.calls++
+	f.unseals++
 	o, ok := f.objects[string(b.Private)]
 	if !ok || !bytes.Equal(b.SRKName, f.srk) {
 		return nil, tpm.ErrWrongTPM
@@ -74,17 +76,6 @@ func (f *fakeTPM) Unseal(b *crypto.TPMBlob, auth []byte) ([]byte, error) {
 	}
 	nv.count = 0
 	return bytes.Clone(o[1]), nil
-}
-
-func (f *fakeTPM) ChangeAuth(b *crypto.TPMBlob, oldAuth, newAuth []byte) (*crypto.TPMBlob, error) {
-	if Limited(b) {
-		return nil, errors.New("fake: ChangeAuth on a limited slot")
-	}
-	o, ok := f.objects[string(b.Private)]
-	if !ok || !bytes.Equal(o[0], oldAuth) {
-		return nil, &tpm.AuthError{TriesLeft: 2}
-	}
-	return f.Seal(o[1], newAuth, SealOptions{})
 }
 
 func (f *fakeTPM) Delete(b *crypto.TPMBlob) error {
@@ -168,7 +159,8 @@ func TestLoadErrors(t *testing.T) {
 	f := newFakeTPM("srk-a")
 	dir, _, _ = newVault(t, f, "pw")
 	b := readHeader(t, dir)
-	binary.BigEndian.PutUint16(b[8:], crypto.FormatVersion+1)
+	binary.BigEndian.PutUint16(b[8:], crypto.FormatVersion+1) // both copies
+	binary.BigEndian.PutUint16(b[len(b)/2+8:], crypto.FormatVersion+1)
 	if err := os.WriteFile(filepath.Join(dir, crypto.HeaderFileName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +180,9 @@ func TestLoadErrors(t *testing.T) {
 func TestTamperedHeaderRefused(t *testing.T) {
 	f := newFakeTPM("srk-a")
 	dir, rk, _ := newVault(t, f, "pw")
-	b := readHeader(t, dir)
-	b[len(b)-1] ^= 1 // the MAC: parses fine, fails only once the key is known
-	if err := os.WriteFile(filepath.Join(dir, crypto.HeaderFileName), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// An edit with the checksums made anew (they are unkeyed): parses
+	// fine, fails only once the key is known.
+	editHeader(t, dir, func(h *crypto.Header) { h.Created = h.Created.Add(time.Hour) })
 	v, err := Load(dir, nil)
 	if err != nil {
 		t.Fatal(err)
