@@ -214,10 +214,13 @@ func ReadFileAt(dirfd int, name string, max int64) ([]byte, error) {
 	// refused by the type check (a device cannot be synced into the
 	// folder; only a local user could plant one).
 	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY)
-	if err != nil {
-		if err == syscall.ELOOP {
-			return nil, &TypeError{Name: name, Want: unix.S_IFREG, Found: unix.S_IFLNK}
-		}
+	switch err {
+	case nil:
+	case syscall.ELOOP:
+		return nil, &TypeError{Name: name, Want: unix.S_IFREG, Found: unix.S_IFLNK}
+	case syscall.ENXIO: // a socket (open refuses it)
+		return nil, typeErrorAt(dirfd, name, unix.S_IFREG, err)
+	default:
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)

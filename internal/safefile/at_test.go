@@ -28,6 +28,7 @@ func hostileDir(t *testing.T) (dirfd int, canary string) {
 	must(t, os.Symlink(canary, filepath.Join(d, "link")))
 	must(t, os.Symlink(base, filepath.Join(d, "dirlink")))
 	must(t, syscall.Mkfifo(filepath.Join(d, "fifo"), 0o644))
+	must(t, unix.Mknod(filepath.Join(d, "sock"), unix.S_IFSOCK|0o644, 0))
 	if os.Geteuid() == 0 {
 		must(t, unix.Mknod(filepath.Join(d, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	}
@@ -141,6 +142,8 @@ func TestReadFileAt(t *testing.T) {
 		_, err := ReadFileAt(dfd, "fifo", 100)
 		wantType(t, "fifo", err, unix.S_IFIFO, syscall.EIO)
 	})
+	_, err = ReadFileAt(dfd, "sock", 100)
+	wantType(t, "socket", err, unix.S_IFSOCK, syscall.EIO)
 	if !errors.Is(err, ErrNotRegular) {
 		t.Errorf("a TypeError for a file should match ErrNotRegular: %v", err)
 	}
@@ -226,7 +229,7 @@ func TestReadDir(t *testing.T) {
 	ents, err := ReadDir(rfd)
 	must(t, err)
 	want := map[string]uint32{"dir": unix.S_IFDIR, "file": unix.S_IFREG, "link": unix.S_IFLNK,
-		"dirlink": unix.S_IFLNK, "fifo": unix.S_IFIFO}
+		"dirlink": unix.S_IFLNK, "fifo": unix.S_IFIFO, "sock": unix.S_IFSOCK}
 	if os.Geteuid() == 0 {
 		want["null"] = unix.S_IFCHR
 	}
