@@ -48,7 +48,7 @@ func newTestVault(t testing.TB, dir string, keys *crypto.Keys) *testVault {
 
 // cipher returns the cipher path of plain (which need not exist yet; its
 // parent must have been made by this vault), writing the long-name side
-// file when the name needs one.
+// file when the name needs one and has none.
 func (v *testVault) cipher(plain string) string {
 	v.t.Helper()
 	if plain == "" {
@@ -68,8 +68,10 @@ func (v *testVault) cipher(plain string) string {
 	}
 	stored, long := crypto.StoredName(enc)
 	cdir := v.cipher(parent)
-	if long {
-		v.must(os.WriteFile(filepath.Join(cdir, stored+crypto.LongNameSuffix), []byte(enc), 0o644))
+	if side := filepath.Join(cdir, stored+crypto.LongNameSuffix); long {
+		if _, err := os.Lstat(side); os.IsNotExist(err) {
+			v.must(os.WriteFile(side, []byte(enc), 0o644))
+		}
 	}
 	return filepath.Join(cdir, stored)
 }
