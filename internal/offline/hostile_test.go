@@ -229,10 +229,28 @@ func problemList(ps []Problem) string {
 	return b.String()
 }
 
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
 func TestHostileCipherFolder(t *testing.T) {
 	h := newHostileTree(t)
 	before := snapshot(t, h.canary)
 	keys, dir := h.v.keys, h.v.dir
+	fds := openFDs(t)
+	defer func() {
+		// Every path through Check and Extract, the failing ones too,
+		// closes what it opened.
+		if n := openFDs(t); n != fds {
+			t.Errorf("%d descriptors open before, %d after", fds, n)
+		}
+	}()
 
 	var r *Report
 	within(t, "fsck", 20*time.Second, func() {
