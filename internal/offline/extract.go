@@ -115,34 +115,45 @@ func resolve(w *walker, root int, cipherDir, plain string) (*located, error) {
 			unix.Close(cur)
 		}
 	}
-	for i, name := range comps {
+	locate := func(name string) (stored, cp, pp string, err error) {
 		enc, err := w.keys.EncryptName(id, name)
 		if err != nil {
-			release()
-			return nil, fmt.Errorf("%s: %w", joinPlain(ppath, name), err)
+			return "", "", "", fmt.Errorf("%s: %w", joinPlain(ppath, name), err)
 		}
-		stored, _ := crypto.StoredName(enc)
-		cp, pp := cpath+"/"+stored, joinPlain(ppath, name)
-		if i == len(comps)-1 {
-			if _, err := safefile.Lstat(cur, stored); err != nil {
-				release()
-				return nil, fmt.Errorf("%s is not in the vault: %w", pp, err)
+		stored, _ = crypto.StoredName(enc)
+		return stored, cpath + "/" + stored, joinPlain(ppath, name), nil
+	}
+	for _, name := range comps[:len(comps)-1] {
+		stored, cp, pp, err := locate(name)
+		var fd int
+		if err == nil {
+			fd, err = safefile.OpenDirRead(cur, stored)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%s is not in the vault: %w", pp, err)
+			} else if err != nil {
+				err = fmt.Errorf("%s (cipher %s): %w", pp, cp, err)
 			}
-			return &located{e: Entry{CipherPath: cp, PlainPath: pp, Dir: cur, Name: stored, Fd: -1}, parentID: id, name: name}, nil
 		}
-		fd, err := safefile.OpenDirRead(cur, stored)
 		if err != nil {
 			release()
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s is not in the vault: %w", pp, err)
-			}
-			return nil, fmt.Errorf("%s (cipher %s): %w", pp, cp, err)
+			return nil, err
 		}
 		id = w.dirID(fd, cp, pp, id, name)
 		release()
 		cur, cpath, ppath = fd, cp, pp
 	}
-	panic("unreachable")
+	name := comps[len(comps)-1]
+	stored, cp, pp, err := locate(name)
+	if err == nil {
+		if _, err = safefile.Lstat(cur, stored); err != nil {
+			err = fmt.Errorf("%s is not in the vault: %w", pp, err)
+		}
+	}
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &located{e: Entry{CipherPath: cp, PlainPath: pp, Dir: cur, Name: stored, Fd: -1}, parentID: id, name: name}, nil
 }
 
 type extractor struct {

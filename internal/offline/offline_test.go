@@ -119,8 +119,10 @@ func TestExtractSubPath(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "hello.txt")); err == nil {
 		t.Error("extracting a sub-path extracted the root too")
 	}
-	if _, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest, Path: "nope"}); err == nil {
-		t.Error("missing sub-path accepted")
+	for _, p := range []string{"nope", "nope/deeper", "hello.txt/x"} {
+		if _, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest, Path: p}); err == nil {
+			t.Errorf("missing sub-path %s accepted", p)
+		}
 	}
 }
 
