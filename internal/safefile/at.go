@@ -207,21 +207,12 @@ func ProcPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // ReadFileAt is ReadFile for the entry name in dirfd.
 func ReadFileAt(dirfd int, name string, max int64) ([]byte, error) {
-	if err := Component(name); err != nil {
+	// Through a checked O_PATH handle like OpenFile: a FIFO (open would
+	// block), a socket or a device planted as a metadata file is refused
+	// before it is opened.
+	fd, err := OpenFile(dirfd, name, unix.O_RDONLY)
+	if err != nil {
 		return nil, err
-	}
-	// O_NONBLOCK: a FIFO opens at once instead of blocking, and is then
-	// refused by the type check (a device cannot be synced into the
-	// folder; only a local user could plant one).
-	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY)
-	switch err {
-	case nil:
-	case syscall.ELOOP:
-		return nil, &TypeError{Name: name, Want: unix.S_IFREG, Found: unix.S_IFLNK}
-	case syscall.ENXIO: // a socket (open refuses it)
-		return nil, typeErrorAt(dirfd, name, unix.S_IFREG, err)
-	default:
-		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
 	return readAll(fd, name, max)

@@ -147,6 +147,11 @@ func TestReadFileAt(t *testing.T) {
 	if !errors.Is(err, ErrNotRegular) {
 		t.Errorf("a TypeError for a file should match ErrNotRegular: %v", err)
 	}
+	if os.Geteuid() == 0 {
+		// /dev/null's numbers: refused before any open.
+		_, err = ReadFileAt(dfd, "null", 100)
+		wantType(t, "character device", err, unix.S_IFCHR, syscall.EIO)
+	}
 }
 
 func TestChmodNeverFollows(t *testing.T) {
