@@ -20,9 +20,14 @@ import (
 type ExtractOptions struct {
 	Keys      *crypto.Keys
 	CipherDir string
-	Dest      string // created if missing; existing entries are not overwritten, nor symlinks in it followed
+	Dest      string // created if missing; existing entries are not overwritten (unless Overwrite), nor symlinks in it followed
 	Path      string // plaintext sub-path to extract ("" = everything); lands at Dest/Path
 	Progress  func(cipherBytes int64)
+	// Overwrite replaces a file, symlink or special file already in Dest
+	// where an entry goes (the entry itself is removed, never what a
+	// symlink points to); directories are merged. Without it such entries
+	// are left alone and reported (KindDestination).
+	Overwrite bool
 }
 
 // Extract decrypts the vault (or Path) into Dest, preserving modes, owners
@@ -122,7 +127,7 @@ func (x *extractor) visit(e Entry) error {
 	switch {
 	case mode.IsDir():
 		x.r.Dirs++
-		if err := realDir(dst); err != nil {
+		if err := x.place(dst, func() error { return realDir(dst) }); err != nil {
 			problem(err)
 			return fs.SkipDir
 		}
@@ -130,7 +135,7 @@ func (x *extractor) visit(e Entry) error {
 		return nil
 	case st != nil && st.Nlink > 1 && !mode.IsDir():
 		if first, ok := x.links[st.Ino]; ok {
-			if err := os.Link(first, dst); err != nil {
+			if err := x.place(dst, func() error { return os.Link(first, dst) }); err != nil {
 				problem(err)
 			}
 			return nil
@@ -145,7 +150,7 @@ func (x *extractor) visit(e Entry) error {
 			t, err = x.o.Keys.DecryptSymlink(t)
 		}
 		if err == nil {
-			err = os.Symlink(t, dst)
+			err = x.place(dst, func() error { return os.Symlink(t, dst) })
 		}
 		if err != nil {
 			problem(err)
@@ -159,7 +164,7 @@ func (x *extractor) visit(e Entry) error {
 		}
 	case mode&fs.ModeNamedPipe != 0:
 		x.r.Other++
-		if err := unix.Mkfifo(dst, 0o600); err != nil {
+		if err := x.place(dst, func() error { return unix.Mkfifo(dst, 0o600) }); err != nil {
 			problem(err)
 			return nil
 		}
@@ -172,8 +177,29 @@ func (x *extractor) visit(e Entry) error {
 	return nil
 }
 
+// place runs create, which makes the entry dst. With Overwrite, a
+// non-directory already at dst is removed (itself, not a symlink's target)
+// and create runs once more.
+func (x *extractor) place(dst string, create func() error) error {
+	err := create()
+	if err == nil || !x.o.Overwrite || !(errors.Is(err, fs.ErrExist) || errors.Is(err, errDestination)) {
+		return err
+	}
+	if fi, lerr := os.Lstat(dst); lerr != nil || fi.IsDir() {
+		return err
+	}
+	if rerr := os.Remove(dst); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return create()
+}
+
 func (x *extractor) file(e Entry, dst string) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	var f *os.File
+	err := x.place(dst, func() (err error) {
+		f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		return err
+	})
 	if err != nil {
 		return err
 	}
