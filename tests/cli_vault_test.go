@@ -70,7 +70,7 @@ func TestCLIInitStatus(t *testing.T) {
 	wantExit(t, e.run("init"), 2, "")
 	wantExit(t, e.run("frobnicate"), 2, "unknown command")
 	// A password is never an argument: there is no flag that takes one.
-	wantExit(t, e.run("init", "--password", "x", e.cipher), 2, "flag provided but not defined")
+	wantExit(t, e.run("init", "--password", "x", e.cipher), 2, "sealfs: init: unknown flag: --password (see `sealfs init --help`)")
 	// No terminal and no password source: say how to give one.
 	wantExit(t, e.run("init", "--no-confirm", filepath.Join(e.base, "v2")), 1, "--password-file")
 
@@ -193,8 +193,10 @@ func TestCLIRecoverOnSecondTPM(t *testing.T) {
 	pwB := b.secretFile("pwB", "machine B password")
 	b.secrets = append(b.secrets, rk, "machine A password")
 	before := b.vaultBytes()
-	wantExit(t, b.run("mount", "--password-file", pwB, b.cipher, b.mnt), 1,
-		"sealfs: this vault's TPM slot belongs to another machine: use `sealfs recover` or `sealfs enroll`")
+	r := b.run("mount", "--password-file", pwB, b.cipher, b.mnt)
+	wantExit(t, r, 1, "sealfs: this vault's TPM slots belong to other machines; none is for this machine's TPM.")
+	wantExit(t, r, 1, "`sealfs mount --with-recovery "+b.cipher+" MOUNTPOINT`")
+	wantExit(t, r, 1, "`sealfs enroll "+b.cipher+"` adds a slot for this machine")
 
 	// Typos are reported with their group before anything else happens.
 	typo := []byte(rk)

@@ -7,18 +7,12 @@ import (
 	"github.com/sealfs/sealfs/tpm"
 )
 
-func cmdRecover(a *app, args []string) error {
-	fs := a.flagSet("recover")
-	sf := addSlotFlags(fs)
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
+func (a *app) cmdRecover(dir string, sf *slotFlags) error {
 	opts, err := sf.opts()
 	if err != nil {
 		return err
 	}
-	v, err := a.loadVault(pos[0])
+	v, err := a.loadVault(dir)
 	if err != nil {
 		return err
 	}
@@ -36,6 +30,9 @@ func cmdRecover(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
+	if err := a.intr.err(); err != nil {
+		return err
+	}
 	srk, err := t.SRKName()
 	if err != nil {
 		return err
@@ -45,7 +42,7 @@ func cmdRecover(a *app, args []string) error {
 		replaced = append(replaced, s.ID)
 	}
 	// Replaced attempt-limited slots lose their NV index here too.
-	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, *sf.label, true)
+	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, sf.labelOrHost(), true)
 	if err != nil {
 		return err
 	}
