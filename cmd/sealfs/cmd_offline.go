@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -51,9 +52,8 @@ func (a *app) cmdFsck(dir string, o offlineOptions) error {
 			return couldNotRun(err)
 		}
 	} else {
-		fmt.Fprintf(a.stdout, "checked %s (%s in %s), %s, %s, %s\n",
-			plural(r.Files, "file", "files"), humanBytes(r.CipherBytes), plural64(r.Blocks, "block", "blocks"),
-			plural(r.Dirs, "directory", "directories"), plural(r.Symlinks, "symlink", "symlinks"), plural(r.Other, "other entry", "other entries"))
+		fmt.Fprintf(a.stdout, "checked %s (%s in %s)%s\n",
+			plural(r.Files, "file", "files"), humanBytes(r.CipherBytes), plural64(r.Blocks, "block", "blocks"), entryCounts(r, ", "))
 		printProblems(a.stdout, r.Problems, false)
 	}
 	return reportStatus("fsck", r.Problems, false)
@@ -106,9 +106,8 @@ func (a *app) cmdExtract(dir string, o offlineOptions) error {
 			return couldNotRun(err)
 		}
 	} else {
-		fmt.Fprintf(a.stdout, "extracted %s, %s, %s and %s (%s read from the vault) into %s\n",
-			plural(r.Files, "file", "files"), plural(r.Dirs, "directory", "directories"), plural(r.Symlinks, "symlink", "symlinks"),
-			plural(r.Other, "other entry", "other entries"), humanBytes(r.CipherBytes), target)
+		fmt.Fprintf(a.stdout, "extracted %s%s (%s read from the vault) into %s\n",
+			plural(r.Files, "file", "files"), entryCounts(r, ", "), humanBytes(r.CipherBytes), target)
 		printProblems(a.stdout, r.Problems, o.skipExisting)
 	}
 	return reportStatus("extract", r.Problems, o.skipExisting)
@@ -214,9 +213,28 @@ func printProblems(w io.Writer, ps []offline.Problem, skipped bool) {
 	if len(notes) > 0 {
 		fmt.Fprintf(w, "%s (not problems):\n", plural(len(notes), "note", "notes"))
 		for _, p := range notes {
+			if skipped && p.Kind == offline.KindDestination {
+				fmt.Fprintf(w, "  kept what was there: %s\n", p.PlainPath)
+				continue
+			}
 			printProblem(w, p)
 		}
 	}
+}
+
+// entryCounts lists the directories, symlinks and other entries of a
+// report that there are, each after sep.
+func entryCounts(r *offline.Report, sep string) string {
+	var b strings.Builder
+	for _, c := range []struct {
+		n         int
+		one, many string
+	}{{r.Dirs, "directory", "directories"}, {r.Symlinks, "symlink", "symlinks"}, {r.Other, "other entry", "other entries"}} {
+		if c.n > 0 {
+			b.WriteString(sep + plural(c.n, c.one, c.many))
+		}
+	}
+	return b.String()
 }
 
 func printProblem(w io.Writer, p offline.Problem) {

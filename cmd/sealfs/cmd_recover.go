@@ -112,5 +112,5 @@ func (a *app) warnLockout(info tpm.LockoutInfo) {
 	}
 	fmt.Fprintf(a.stderr, "note: this TPM is still locked against password guessing; the new password works once it recovers (up to %s), "+
 		"or after its owner runs TPM2_DictionaryAttackLockReset with the TPM's lockout password (sealfs does not guess it). "+
-		"Until then mount with --recovery-key-file.\n", info.Interval)
+		"Until then: `sealfs mount --with-recovery CIPHERDIR MOUNTPOINT`.\n", info.Interval)
 }
