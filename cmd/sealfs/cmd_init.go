@@ -78,7 +78,7 @@ func (a *app) cmdInit(dir string, o initOptions) error {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "Recovery key (%s):\n\n", recoveryKeyShort)
-	// One line of 71 characters: fits a terminal, and a script can grep it.
+	// One line of 79 characters: fits a terminal, and a script can grep it.
 	display := rk.Display()
 	defer clear(display)
 	out.Write(display)
