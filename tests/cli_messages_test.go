@@ -49,14 +49,13 @@ func TestCLISoftwareTPMMessages(t *testing.T) {
 	count := func(r cliResult) int { return strings.Count(r.stderr, note) }
 
 	missing := filepath.Join(e.base, "no-such-tpm")
-	r := e.runWith("swtpm:"+missing, nil, "status", e.cipher)
-	wantExit(t, r, 1, "") // no vault yet either; the TPM must not be made
-	r = e.runWith("swtpm:"+missing, nil, "fsck", "--password-file", pw, e.cipher)
+	wantExit(t, e.runWith("swtpm:"+missing, nil, "status", e.cipher), 1, "not a sealfs vault")
+	wantExit(t, e.runWith("swtpm:"+missing, nil, "fsck", "--password-file", pw, e.cipher), 8, "not a sealfs vault")
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Fatalf("a command other than init made the software TPM's folder: %v", err)
 	}
 
-	r = e.runWith(spec, nil, "init", "--password-file", pw, "--no-confirm", e.cipher)
+	r := e.runWith(spec, nil, "init", "--password-file", pw, "--no-confirm", e.cipher)
 	e.secrets = append(e.secrets, recoveryKeyRE.FindString(r.stdout))
 	if r.code != 0 || count(r) != 1 || !strings.Contains(r.stderr, note+sw+"): ") {
 		t.Fatalf("init on a software TPM: exit %d, the note %d times, want once:\n%s", r.code, count(r), r.stderr)

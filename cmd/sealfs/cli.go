@@ -32,9 +32,11 @@ func versionString() string {
 }
 
 const helpTemplate = `{{if .HasAvailableSubCommands}}Usage: {{.CommandPath}} COMMAND [flags] [ARGS]
-       {{.CommandPath}} COMMAND --help{{else}}Usage: {{.UseLine}}{{end}}
-{{with (or .Long .Short)}}
-{{. | trimTrailingWhitespaces}}
+       {{.CommandPath}} COMMAND --help
+
+{{else if .Runnable}}Usage: {{.UseLine}}
+
+{{end}}{{with (or .Long .Short)}}{{. | trimTrailingWhitespaces}}
 {{end}}{{if gt (len .Aliases) 0}}
 Aliases: {{.NameAndAliases}}
 {{end}}{{if .HasAvailableSubCommands}}
@@ -95,15 +97,47 @@ func (a *app) newRootCommand() *cobra.Command {
 		root.AddCommand(c)
 	}
 	root.AddCommand(helpTopics()...)
-	root.InitDefaultHelpCmd()
+	root.SetHelpCommand(a.helpCommand(root))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		if c.Name() == "completion" {
+			c.Use = "completion SHELL"
 			c.Short = "print a shell completion script: bash, zsh, fish or powershell"
+			// A shell sealfs has no script for is a usage error, not help.
+			c.Args = positional(1, 1)
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				return &usageError{msg: fmt.Sprintf("completion: no script for %q; want bash, zsh, fish or powershell", args[0]), cmd: cmd.CommandPath()}
+			}
 		}
 	}
 	return root
+}
+
+// helpCommand is `sealfs help [COMMAND or TOPIC]`; an unknown name is a
+// usage error (cobra's own prints the whole help and exits 0).
+func (a *app) helpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND or TOPIC]",
+		Short: "help about a command or a topic",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 || (len(args) > 0 && target == root) {
+				return &usageError{msg: fmt.Sprintf("help: no command or help topic %q", strings.Join(args, " ")), cmd: "sealfs help"}
+			}
+			target.SetOut(a.stdout)
+			return target.Help()
+		},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			var names []string
+			for _, c := range root.Commands() {
+				if c.IsAvailableCommand() || c.IsAdditionalHelpTopicCommand() {
+					names = append(names, c.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }
 
 // unknownCommand is a usage error with cobra's suggestions.
@@ -127,7 +161,11 @@ func positional(min, max int) cobra.PositionalArgs {
 		if len(args) > 0 {
 			got = strings.Join(args, " ")
 		}
-		return &usageError{msg: prefixed(cmd, fmt.Sprintf("want %s, got %s", want, got)), cmd: cmd.CommandPath()}
+		msg := fmt.Sprintf("want %s, got %s", want, got)
+		if max == 0 {
+			msg = "takes no arguments, got " + got
+		}
+		return &usageError{msg: prefixed(cmd, msg), cmd: cmd.CommandPath()}
 	}
 }
 
