@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"sync"
 	"syscall"
 	"time"
 
@@ -229,99 +228,6 @@ func (n *node) lookupExtra(name string) (extra, bool) {
 	}
 	n.relist()
 	return n.extra(name)
-}
-
-// idIndex knows the directory IDs of the vault: every one this mount read,
-// and those of all dirid files found by a walk of the cipher folder (made
-// only when a listing meets names that do not decrypt, at most every
-// idScanEvery).
-type idIndex struct {
-	mu      sync.Mutex
-	seen    map[crypto.DirID]bool
-	scanned time.Time
-}
-
-const (
-	idScanEvery = 10 * time.Second
-	idScanMax   = 200000 // directories walked at most
-)
-
-func (x *idIndex) add(id crypto.DirID) {
-	x.mu.Lock()
-	if x.seen == nil {
-		x.seen = map[crypto.DirID]bool{}
-	}
-	x.seen[id] = true
-	x.mu.Unlock()
-}
-
-// candidates returns every known directory ID, walking the vault first if
-// the last walk is older than idScanEvery.
-func (x *idIndex) candidates(r *root) []crypto.DirID {
-	x.mu.Lock()
-	stale := time.Since(x.scanned) > idScanEvery
-	x.mu.Unlock()
-	if stale {
-		found := r.walkDirIDs()
-		x.mu.Lock()
-		if x.seen == nil {
-			x.seen = map[crypto.DirID]bool{}
-		}
-		for _, id := range found {
-			x.seen[id] = true
-		}
-		x.scanned = time.Now()
-		x.mu.Unlock()
-	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	out := make([]crypto.DirID, 0, len(x.seen))
-	for id := range x.seen {
-		out = append(out, id)
-	}
-	return out
-}
-
-// walkDirIDs reads the dirid file of every directory below the cipher root,
-// fd-relative, following no symlink.
-func (r *root) walkDirIDs() []crypto.DirID {
-	var ids []crypto.DirID
-	queue := []int{}
-	if fd, err := unix.Dup(r.rootRef.fd); err == nil {
-		queue = append(queue, fd)
-	}
-	walked := 0
-	buf := make([]byte, 32<<10)
-	for len(queue) > 0 {
-		dfd := queue[0]
-		queue = queue[1:]
-		walked++
-		if b, err := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile); err == nil {
-			if id, err := crypto.ParseDirID(b); err == nil {
-				ids = append(ids, id)
-			}
-		}
-		rfd, err := safefile.OpenDirRead(dfd, "")
-		if err == nil {
-			for {
-				nb, err := unix.Getdents(rfd, buf)
-				if err != nil || nb <= 0 {
-					break
-				}
-				forEachDirent(buf[:nb], func(_ uint64, typ uint8, name string) {
-					if typ != unix.DT_DIR || name == "." || name == ".." || walked+len(queue) >= idScanMax {
-						return
-					}
-					if cfd, err := safefile.OpenDir(dfd, name); err == nil {
-						queue = append(queue, cfd)
-					}
-				})
-			}
-			unix.Close(rfd)
-		}
-		unix.Close(dfd)
-	}
-	return ids
 }
 
 // logOnce logs msg about the cipher path once per mount.

@@ -38,6 +38,11 @@ type Options struct {
 	AllowOther bool
 	// Debug logs every FUSE request (go-fuse's debug output) to Log.
 	Debug bool
+	// IDRecord is a local file (never in the cipher folder) where the
+	// mount keeps the directory IDs it reads, so that entries of a
+	// directory removed on another device while this one wrote into it can
+	// still be named in later mounts (ids.go). "" keeps none.
+	IDRecord string
 	// TuneProcs lets the mount run the process with half its GOMAXPROCS
 	// except while data streams (procs.go), and hands it back to Go at
 	// Unmount. For a process that serves this one mount and does little
@@ -200,8 +205,12 @@ func (w slogWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Wait blocks until the filesystem is unmounted.
-func (s *Server) Wait() { s.srv.Wait() }
+// Wait blocks until the filesystem is unmounted (by Unmount or from
+// outside).
+func (s *Server) Wait() {
+	s.srv.Wait()
+	s.r.ids.flush()
+}
 
 // LastActivity is when the mount last served a request from a user of the
 // plaintext view (for the CLI's --idle).
@@ -249,6 +258,7 @@ func (s *Server) Unmount() error {
 	s.r.prefetch.stop()
 	s.r.procs.stop()
 	s.srv.Wait()
+	s.r.ids.flush()
 	s.r.close()
 	return nil
 }

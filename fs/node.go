@@ -189,7 +189,6 @@ func (n *node) getDirID() (crypto.DirID, error) {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
 			n.setDirID(id)
-			n.r.ids.add(id)
 			return id, nil
 		}
 		err = perr
@@ -235,6 +234,7 @@ func (n *node) setDirID(id crypto.DirID) {
 	n.mu.Lock()
 	n.dirID, n.haveDirID = id, true
 	n.mu.Unlock()
+	n.r.ids.add(id) // ids.go
 }
 
 // statxAt reads the backing attributes of the entry name in dirfd, without

@@ -82,6 +82,7 @@ func newRoot(o Options) (*root, error) {
 		attrTimeout: attrTimeout,
 		files:       map[fileKey]*openFile{},
 	}
+	r.ids.record = o.IDRecord
 	r.touch()
 	return r, nil
 }

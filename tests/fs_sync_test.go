@@ -251,3 +251,41 @@ func TestFSMissingDirIDRefusesWritesAndFindsEntries(t *testing.T) {
 		t.Errorf("moved file reads %q", b)
 	}
 }
+
+// A directory removed on one device while another wrote into it comes back
+// with the new file and without its sealfs.dirid, whose ID then exists
+// nowhere in the vault (the directory had been renamed, so the ID cannot be
+// derived from its name either). The mount's record of the IDs it read in
+// earlier mounts still names the file; without the record it stays hidden.
+func TestFSRemovedDirIDFoundInRecord(t *testing.T) {
+	record := filepath.Join(t.TempDir(), "state", "dirids")
+	m := newMount(t, mountOpts{idRecord: record})
+	if err := os.MkdirAll(m.p("a", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m.p("a", "d"), m.p("a", "e")); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, m.p("a", "e", "old"), []byte("old"))
+	mustWrite(t, m.p("a", "e", "new"), []byte("written on B"))
+	eCipher, oldCipher := m.cipherOf("a/e"), m.cipherOf("a/e/old")
+	m.unmount()
+	// Device A removed everything of e; B's new file brought the
+	// directory back without its ID file.
+	for _, p := range []string{oldCipher, filepath.Join(eCipher, crypto.DirIDFile)} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.remount(mountOpts{})
+	if got := listNames(t, m.p("a", "e")); len(got) != 0 {
+		t.Fatalf("without the record a/e lists %q", got)
+	}
+	m.remount(mountOpts{idRecord: record})
+	if got := strings.Join(listNames(t, m.p("a", "e")), ","); got != "new" {
+		t.Fatalf("with the record a/e lists %q, want B's file", got)
+	}
+	if b := mustRead(t, m.p("a", "e", "new")); string(b) != "written on B" {
+		t.Errorf("B's file reads %q", b)
+	}
+}

@@ -52,6 +52,7 @@ func (l *logBuf) String() string {
 // mountOpts tweak newMount.
 type mountOpts struct {
 	readOnly, allowOther bool
+	idRecord             string
 }
 
 // testMount is a vault mounted on temp dirs, unmounted by t.Cleanup even
@@ -109,6 +110,7 @@ func (m *testMount) mount() {
 		Log:        slog.New(slog.NewTextHandler(m.logSink(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ReadOnly:   m.opts.readOnly,
 		AllowOther: m.opts.allowOther,
+		IDRecord:   m.opts.idRecord,
 		Debug:      os.Getenv("SEALFS_FUSE_DEBUG") != "",
 	})
 	if err != nil {

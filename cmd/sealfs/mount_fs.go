@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/hex"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/sealfs/sealfs/fs"
 	"github.com/sealfs/sealfs/internal/vault"
@@ -20,7 +22,14 @@ func vaultInUse(cipherDir string) error {
 
 // mountFS mounts the unlocked vault; the one place that knows the fs package.
 func mountFS(mountpoint string, v *vault.Vault, log *slog.Logger, o mountOptions) (mountedFS, error) {
+	// The directory IDs this machine has read, kept next to the pins
+	// (fs.Options.IDRecord); without a state directory, none are kept.
+	var record string
+	if ps, err := vault.DefaultPinStore(); err == nil {
+		record = filepath.Join(ps.Dir, "dirids", hex.EncodeToString(v.Header.VaultID))
+	}
 	return fs.Mount(mountpoint, fs.Options{
+		IDRecord:   record,
 		CipherDir:  v.Dir,
 		Keys:       v.Keys(),
 		Log:        log,

@@ -1,86 +1,119 @@
 package offline
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
-
-// Report is the result of Check.
-type Report struct {
-	Files       int       `json:"files"`
-	Dirs        int       `json:"dirs"`
-	Symlinks    int       `json:"symlinks"`
-	Other       int       `json:"other"`
-	Blocks      int64     `json:"blocks"`
-	CipherBytes int64     `json:"cipher_bytes"`
-	Problems    []Problem `json:"problems"`
-}
-
-// OK reports whether nothing was found wrong.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
 
 // Check verifies every name, directory ID, file header, block, symlink
 // target and xattr below cipherDir. progress, if set, is called with the
 // cipher bytes verified so far (for a progress bar sized by TotalBytes).
 func Check(keys *crypto.Keys, cipherDir string, progress func(int64)) (*Report, error) {
 	r := &Report{Problems: []Problem{}}
-	w := &walker{keys: keys, report: func(p Problem) { r.Problems = append(r.Problems, p) }}
-	w.visit = func(e Entry) error {
-		checkXattrs(keys, e, w.report)
-		switch {
-		case e.Info.IsDir():
-			r.Dirs++
-		case e.Info.Mode()&fs.ModeSymlink != 0:
-			r.Symlinks++
-			t, err := os.Readlink(e.CipherPath)
-			if err == nil {
-				_, err = keys.DecryptSymlink(t)
-			}
-			if err != nil {
-				w.report(Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: "symlink target: " + err.Error()})
-			}
-		case e.Info.Mode().IsRegular():
-			r.Files++
-			checkFile(keys, e, r, w.report, progress)
-		default:
-			r.Other++
-		}
-		return nil
-	}
-	if err := w.walkDir(cipherDir, "", crypto.RootDirID); err != nil {
+	root, err := openRoot(cipherDir)
+	if err != nil {
 		return r, err
 	}
-	return r, nil
+	defer unix.Close(root)
+	c := &checker{keys: keys, r: r, d: newDecrypter(keys), progress: progress}
+	w := &walker{keys: keys, report: c.report, visit: c.visit}
+	return r, w.walkDir(root, cipherDir, "", crypto.RootDirID)
 }
 
-func checkFile(keys *crypto.Keys, e Entry, r *Report, report func(Problem), progress func(int64)) {
-	_, bad, err := decryptFile(keys, e.CipherPath, nil, func(n int64) {
-		r.Blocks++
-		r.CipherBytes += n
-		if progress != nil {
-			progress(n)
+type checker struct {
+	keys     *crypto.Keys
+	r        *Report
+	d        *decrypter
+	progress func(int64)
+}
+
+func (c *checker) report(p Problem) { c.r.Problems = append(c.r.Problems, p) }
+
+func (c *checker) visit(e *Entry) error {
+	switch e.Type() {
+	case unix.S_IFDIR:
+		c.r.Dirs++
+		checkXattrs(c.keys, e, e.Fd, c.report)
+	case unix.S_IFLNK:
+		c.r.Symlinks++
+		if _, err := readSymlink(c.keys, e); err != nil {
+			c.report(e.problem(err))
+		}
+	case unix.S_IFREG:
+		c.r.Files++
+		c.file(e)
+	default:
+		// FIFOs, sockets and devices hold no data; nothing opens them.
+		c.r.Other++
+	}
+	return nil
+}
+
+func (c *checker) file(e *Entry) {
+	fd, size, err := openCipherFile(e)
+	if err != nil {
+		c.report(e.problem(err))
+		return
+	}
+	defer unix.Close(fd)
+	checkXattrs(c.keys, e, fd, c.report)
+	_, bad, err := c.d.file(fd, size, nil, func(n int64) {
+		c.r.Blocks++
+		c.r.CipherBytes += n
+		if c.progress != nil {
+			c.progress(n)
 		}
 	})
 	for _, b := range bad {
-		report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
+		c.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
 			Detail: fmt.Sprintf("block %d (plaintext bytes %d–%d): %v", b.Index, b.Index*crypto.BlockSize,
 				(b.Index+1)*crypto.BlockSize-1, b.Err)})
 	}
 	if err != nil {
-		report(Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: err.Error()})
+		c.report(e.problem(err))
 	}
 }
 
-// checkXattrs decrypts every sealfs xattr of the cipher object.
-func checkXattrs(keys *crypto.Keys, e Entry, report func(Problem)) {
-	names, err := listXattrs(e.CipherPath)
+// openCipherFile opens the regular cipher file e names for reading (a FIFO,
+// device or symlink swapped in since the listing is refused, never opened)
+// and returns it with its size.
+func openCipherFile(e *Entry) (int, int64, error) {
+	pfd, st, err := safefile.RegularHandle(e.Dir, e.Name)
+	if err != nil {
+		return -1, 0, err
+	}
+	defer unix.Close(pfd)
+	fd, err := safefile.Reopen(pfd, unix.O_RDONLY)
+	if err != nil {
+		return -1, 0, &fs.PathError{Op: "open", Path: e.Name, Err: err}
+	}
+	return fd, st.Size, nil
+}
+
+// readSymlink decrypts the target of the symlink e names.
+func readSymlink(keys *crypto.Keys, e *Entry) (string, error) {
+	t, err := safefile.ReadlinkAt(e.Dir, e.Name)
+	if err != nil {
+		return "", err
+	}
+	p, err := keys.DecryptSymlink(t)
+	if err != nil {
+		return "", fmt.Errorf("symlink target: %w", err)
+	}
+	return p, nil
+}
+
+// checkXattrs decrypts every sealfs xattr of the cipher object open at fd
+// (a directory or a regular file: Linux keeps user.* attributes on nothing
+// else).
+func checkXattrs(keys *crypto.Keys, e *Entry, fd int, report func(Problem)) {
+	names, err := safefile.Listxattr(fd)
 	if err != nil {
 		return // no xattr support on the backing store: nothing to check
 	}
@@ -88,80 +121,69 @@ func checkXattrs(keys *crypto.Keys, e Entry, report func(Problem)) {
 		if !strings.HasPrefix(n, crypto.StoredXattrPrefix) {
 			continue
 		}
-		_, err := keys.DecryptXattrName(n)
-		if err == nil {
-			var v []byte
-			if v, err = getXattr(e.CipherPath, n); err == nil {
-				_, err = keys.DecryptXattrValue(n, v)
-			}
-		}
-		if err != nil {
+		if _, _, err := decryptXattr(keys, fd, n); err != nil {
 			report(Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: "xattr: " + err.Error()})
 		}
 	}
 }
 
-func listXattrs(path string) ([]string, error) {
-	sz, err := unix.Llistxattr(path, nil)
-	if err != nil || sz == 0 {
-		return nil, err
-	}
-	buf := make([]byte, sz)
-	sz, err = unix.Llistxattr(path, buf)
+// decryptXattr reads and decrypts the sealfs attribute stored of fd.
+func decryptXattr(keys *crypto.Keys, fd int, stored string) (string, []byte, error) {
+	name, err := keys.DecryptXattrName(stored)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	var out []string
-	for _, n := range strings.Split(string(buf[:sz]), "\x00") {
-		if n != "" {
-			out = append(out, n)
-		}
+	v, err := safefile.Getxattr(fd, stored)
+	if err != nil {
+		return "", nil, err
 	}
-	return out, nil
-}
-
-func getXattr(path, name string) ([]byte, error) {
-	for {
-		sz, err := unix.Lgetxattr(path, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, sz)
-		n, err := unix.Lgetxattr(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue // grew in between
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
+	if v, err = keys.DecryptXattrValue(stored, v); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", name, err)
 	}
+	return name, v, nil
 }
 
 // TotalBytes sums the sizes of the regular files below dir, for sizing a
-// progress bar before a Check or Extract.
+// progress bar before a Check or Extract. Like them it follows no symlink
+// below dir.
 func TotalBytes(dir string) int64 {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	return dirBytes(fd)
+}
+
+func dirBytes(fd int) int64 {
+	ents, err := safefile.ReadDir(fd)
+	if err != nil {
+		return 0
+	}
 	var total int64
-	_ = walkFiles(dir, func(info fs.FileInfo) { total += info.Size() })
+	for _, d := range ents {
+		switch d.Type {
+		case unix.S_IFREG, 0: // 0: the file system does not say
+			if st, err := safefile.Lstat(fd, d.Name); err == nil {
+				switch st.Mode & unix.S_IFMT {
+				case unix.S_IFREG:
+					total += st.Size
+				case unix.S_IFDIR:
+					total += subdirBytes(fd, d.Name)
+				}
+			}
+		case unix.S_IFDIR:
+			total += subdirBytes(fd, d.Name)
+		}
+	}
 	return total
 }
 
-func walkFiles(dir string, f func(fs.FileInfo)) error {
-	ents, err := os.ReadDir(dir)
+func subdirBytes(fd int, name string) int64 {
+	sub, err := safefile.OpenDirRead(fd, name)
 	if err != nil {
-		return err
+		return 0
 	}
-	for _, e := range ents {
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		switch {
-		case info.Mode().IsRegular():
-			f(info)
-		case info.IsDir():
-			_ = walkFiles(dir+"/"+e.Name(), f)
-		}
-	}
-	return nil
+	defer unix.Close(sub)
+	return dirBytes(sub)
 }

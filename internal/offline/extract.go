@@ -1,7 +1,6 @@
 package offline
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,11 +8,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
 // ExtractOptions control Extract.
@@ -31,314 +30,278 @@ type ExtractOptions struct {
 }
 
 // Extract decrypts the vault (or Path) into Dest, preserving modes, owners
-// (when run as root), nanosecond times, user.* xattrs, symlinks, FIFOs and
-// hard links. Damaged blocks are written as zeros so the rest of the file is
-// salvaged; every problem is in the returned report, and the caller should
-// treat a non-empty report as failure.
+// (when run as root), nanosecond times, user.* xattrs, symlinks, FIFOs,
+// sockets, device nodes (as root) and hard links. Damaged blocks are
+// written as zeros so the rest of the file is salvaged; every problem is in
+// the returned report, and the caller should treat a non-empty report as
+// failure.
+//
+// Both sides are worked fd-relative: the cipher folder as Check reads it,
+// and DEST, which is opened once (the path to it is the user's choice) and
+// below which every object is created by its parent's descriptor and name
+// with calls that follow no symlink, whoever put the symlink there
+// (extract itself included: two entries can decrypt to one plaintext name).
+// Metadata is set on the created objects themselves, so nothing outside
+// DEST is ever touched.
 func Extract(o ExtractOptions) (*Report, error) {
 	r := &Report{Problems: []Problem{}}
-	report := func(p Problem) { r.Problems = append(r.Problems, p) }
-	start, startDir, err := resolve(o.Keys, o.CipherDir, o.Path)
+	cipherRoot, err := openRoot(o.CipherDir)
 	if err != nil {
 		return r, err
+	}
+	defer unix.Close(cipherRoot)
+	x := &extractor{o: o, r: r, d: newDecrypter(o.Keys), root: os.Geteuid() == 0, links: map[devIno]linked{}}
+	w := &walker{keys: o.Keys, report: x.report, visit: x.visit, leave: x.leave}
+	start, err := resolve(w, cipherRoot, o.CipherDir, o.Path)
+	if err != nil {
+		return r, err
+	}
+	if start != nil {
+		defer start.close(cipherRoot)
 	}
 	if err := os.MkdirAll(o.Dest, 0o700); err != nil {
 		return r, fmt.Errorf("creating %s: %w", o.Dest, err)
 	}
-	x := &extractor{o: o, r: r, report: report, links: map[uint64]string{}}
-	w := &walker{keys: o.Keys, report: report, visit: x.visit}
-	if start != nil { // a single entry, possibly a directory
-		if err := mkdirsUnder(o.Dest, path.Dir(start.PlainPath)); err != nil {
-			report(Problem{Kind: classify(err), CipherPath: start.CipherPath, PlainPath: start.PlainPath, Detail: err.Error()})
+	dest, err := unix.Open(o.Dest, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return r, &fs.PathError{Op: "open", Path: o.Dest, Err: err}
+	}
+	x.dest = dest
+	defer x.close()
+	if start == nil {
+		x.dirs = append(x.dirs, destDir{fd: dest})
+		err = w.walkDir(cipherRoot, o.CipherDir, "", crypto.RootDirID)
+	} else {
+		parent := path.Dir(start.e.PlainPath)
+		fd, merr := x.mkdirs(parent)
+		if merr != nil {
+			x.report(start.e.problem(merr))
 			return r, nil
 		}
-		if err := x.visit(*start); errors.Is(err, fs.SkipDir) {
-			return r, nil
-		} else if err != nil {
-			return r, err
+		if parent == "." {
+			parent = ""
 		}
-		if start.Info.IsDir() {
-			if err := w.walkDir(start.CipherPath, start.PlainPath, start.DirID); err != nil {
-				return r, err
-			}
-		}
-	} else if err := w.walkDir(startDir, "", crypto.RootDirID); err != nil {
+		x.dirs = append(x.dirs, destDir{fd: fd, plain: parent})
+		err = w.entry(&start.e, start.parentID, start.name)
+	}
+	if err != nil {
 		return r, err
 	}
-	// Directory metadata last, deepest first, so creating children does not
-	// bump the times we restore.
-	for i := len(x.dirs) - 1; i >= 0; i-- {
-		d := x.dirs[i]
-		x.applyMeta(d.src, d.dst, d.info)
-	}
+	x.finish()
 	return r, nil
 }
 
+// located is the cipher entry of a plaintext path, ready for walker.entry.
+type located struct {
+	e        Entry
+	parentID crypto.DirID
+	name     string
+}
+
+func (l *located) close(root int) {
+	if l.e.Dir != root {
+		unix.Close(l.e.Dir)
+	}
+}
+
 // resolve finds the cipher entry for a plaintext path by encrypting each
-// component under its parent's directory ID, the way the mount looks names up.
-func resolve(keys *crypto.Keys, cipherDir, plain string) (*Entry, string, error) {
+// component under its parent's directory ID, the way the mount looks names
+// up, and entering each directory by its descriptor (a symlink, file or
+// FIFO where a directory of the path belongs stops it). nil for the root.
+func resolve(w *walker, root int, cipherDir, plain string) (*located, error) {
 	plain = strings.Trim(filepath.ToSlash(filepath.Clean("/"+plain)), "/")
 	if plain == "" {
-		return nil, cipherDir, nil
+		return nil, nil
 	}
-	w := &walker{keys: keys, report: func(Problem) {}}
-	cur, id := cipherDir, crypto.RootDirID
-	var e Entry
-	for i, name := range strings.Split(plain, "/") {
-		enc, err := keys.EncryptName(id, name)
-		if err != nil {
-			return nil, "", err
-		}
-		stored, _ := crypto.StoredName(enc)
-		cpath := filepath.Join(cur, stored)
-		info, err := os.Lstat(cpath)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s is not in the vault: %w", strings.Join(strings.Split(plain, "/")[:i+1], "/"), err)
-		}
-		e = Entry{CipherPath: cpath, PlainPath: joinPlain(e.PlainPath, name), Info: info}
-		if info.IsDir() {
-			e.DirID, _ = w.dirID(cpath, e.PlainPath, id, name)
-			cur, id = cpath, e.DirID
+	comps := strings.Split(plain, "/")
+	cur, cpath, ppath, id := root, cipherDir, "", crypto.RootDirID
+	release := func() {
+		if cur != root {
+			unix.Close(cur)
 		}
 	}
-	return &e, "", nil
+	locate := func(name string) (stored, cp, pp string, err error) {
+		enc, err := w.keys.EncryptName(id, name)
+		if err != nil {
+			return "", "", "", fmt.Errorf("%s: %w", joinPlain(ppath, name), err)
+		}
+		stored, _ = crypto.StoredName(enc)
+		return stored, cpath + "/" + stored, joinPlain(ppath, name), nil
+	}
+	for _, name := range comps[:len(comps)-1] {
+		stored, cp, pp, err := locate(name)
+		var fd int
+		if err == nil {
+			fd, err = safefile.OpenDirRead(cur, stored)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%s is not in the vault: %w", pp, err)
+			} else if err != nil {
+				err = fmt.Errorf("%s (cipher %s): %w", pp, cp, err)
+			}
+		}
+		if err != nil {
+			release()
+			return nil, err
+		}
+		id = w.dirID(fd, cp, pp, id, name)
+		release()
+		cur, cpath, ppath = fd, cp, pp
+	}
+	name := comps[len(comps)-1]
+	stored, cp, pp, err := locate(name)
+	if err == nil {
+		if _, err = safefile.Lstat(cur, stored); err != nil {
+			err = fmt.Errorf("%s is not in the vault: %w", pp, err)
+		}
+	}
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &located{e: Entry{CipherPath: cp, PlainPath: pp, Dir: cur, Name: stored, Fd: -1}, parentID: id, name: name}, nil
 }
 
 type extractor struct {
-	o      ExtractOptions
-	r      *Report
-	report func(Problem)
-	links  map[uint64]string // cipher inode → first extracted path, for hard links
-	dirs   []pendingDir
+	o     ExtractOptions
+	r     *Report
+	d     *decrypter
+	root  bool // euid 0: owners restored, device nodes made
+	dest  int  // DEST itself
+	dirs  []destDir
+	links map[devIno]linked
+	// chmods are directory modes without search permission for the owner,
+	// applied last: until then extract may still look up paths through
+	// them (hard links).
+	chmods []deferredChmod
 }
 
-type pendingDir struct {
-	src, dst string
-	info     fs.FileInfo
+// destDir is a DEST directory being filled; the walk's current one is last.
+type destDir struct {
+	fd    int
+	plain string // its path below DEST, "" for DEST itself
 }
 
-func (x *extractor) visit(e Entry) error {
-	dst := filepath.Join(x.o.Dest, filepath.FromSlash(e.PlainPath))
-	st, _ := e.Info.Sys().(*syscall.Stat_t)
-	problem := func(err error) {
-		x.report(Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: err.Error()})
+type devIno struct{ dev, ino uint64 }
+
+// linked is where the first name of a hard-linked cipher inode was
+// extracted, and what was made there.
+type linked struct {
+	dir, name string // plaintext directory below DEST, and name in it
+	made      devIno
+}
+
+type deferredChmod struct {
+	cipherPath, plain string
+	mode              uint32
+}
+
+func (x *extractor) report(p Problem) { x.r.Problems = append(x.r.Problems, p) }
+
+// reportErr reports err about e, each error of an errors.Join apart (a
+// restore of metadata can fail in DEST and in the vault at once).
+func (x *extractor) reportErr(e *Entry, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, err := range j.Unwrap() {
+			x.reportErr(e, err)
+		}
+		return
 	}
-	mode := e.Info.Mode()
-	switch {
-	case mode.IsDir():
+	if err != nil {
+		x.report(e.problem(err))
+	}
+}
+
+func (x *extractor) close() {
+	for _, d := range x.dirs {
+		if d.fd != x.dest {
+			unix.Close(d.fd)
+		}
+	}
+	x.dirs = nil
+	unix.Close(x.dest)
+}
+
+func plainName(e *Entry) string { return e.PlainPath[strings.LastIndexByte(e.PlainPath, '/')+1:] }
+
+func (x *extractor) visit(e *Entry) error {
+	parent := x.dirs[len(x.dirs)-1]
+	name := plainName(e)
+	if e.Type() == unix.S_IFDIR {
 		x.r.Dirs++
-		if err := x.place(dst, func() error { return realDir(dst) }); err != nil {
-			problem(err)
+		fd, err := x.mkdir(parent.fd, name, e.PlainPath)
+		if err != nil {
+			x.report(e.problem(err))
 			return fs.SkipDir
 		}
-		x.dirs = append(x.dirs, pendingDir{e.CipherPath, dst, e.Info})
+		x.dirs = append(x.dirs, destDir{fd: fd, plain: e.PlainPath})
 		return nil
-	case st != nil && st.Nlink > 1 && !mode.IsDir():
-		if first, ok := x.links[st.Ino]; ok {
-			if err := x.place(dst, func() error { return os.Link(first, dst) }); err != nil {
-				problem(err)
+	}
+	key := devIno{e.Stat.Dev, e.Stat.Ino}
+	if e.Stat.Nlink > 1 {
+		if l, ok := x.links[key]; ok {
+			if err := x.link(l, parent.fd, name); err != nil {
+				x.report(e.problem(err))
 			}
 			return nil
 		}
-		x.links[st.Ino] = dst
 	}
-	switch {
-	case mode&fs.ModeSymlink != 0:
+	var err error
+	made := true
+	switch e.Type() {
+	case unix.S_IFLNK:
 		x.r.Symlinks++
-		t, err := os.Readlink(e.CipherPath)
-		if err == nil {
-			t, err = x.o.Keys.DecryptSymlink(t)
-		}
-		if err == nil {
-			err = x.place(dst, func() error { return os.Symlink(t, dst) })
-		}
-		if err != nil {
-			problem(err)
-			return nil
-		}
-	case mode.IsRegular():
+		err = x.symlink(e, parent.fd, name)
+	case unix.S_IFREG:
 		x.r.Files++
-		if err := x.file(e, dst); err != nil {
-			problem(err)
-			return nil
-		}
-	case mode&fs.ModeNamedPipe != 0:
+		made = x.file(e, parent.fd, name)
+	case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
 		x.r.Other++
-		if err := x.place(dst, func() error { return unix.Mkfifo(dst, 0o600) }); err != nil {
-			problem(err)
-			return nil
-		}
+		err = x.node(e, parent.fd, name)
 	default:
 		x.r.Other++
-		problem(fmt.Errorf("%w: unsupported file type %v", crypto.ErrFormat, mode.Type()))
-		return nil
+		err = fmt.Errorf("%w: unsupported file type %s", crypto.ErrFormat, safefile.TypeName(e.Type()))
 	}
-	x.applyMeta(e.CipherPath, dst, e.Info)
-	return nil
-}
-
-// place runs create, which makes the entry dst. With Overwrite, a
-// non-directory already at dst is removed (itself, not a symlink's target)
-// and create runs once more.
-func (x *extractor) place(dst string, create func() error) error {
-	err := create()
-	if err == nil || !x.o.Overwrite || !(errors.Is(err, fs.ErrExist) || errors.Is(err, errDestination)) {
-		return err
-	}
-	if fi, lerr := os.Lstat(dst); lerr != nil || fi.IsDir() {
-		return err
-	}
-	if rerr := os.Remove(dst); rerr != nil {
-		return errors.Join(err, rerr)
-	}
-	return create()
-}
-
-func (x *extractor) file(e Entry, dst string) error {
-	var f *os.File
-	err := x.place(dst, func() (err error) {
-		f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		return err
-	})
 	if err != nil {
-		return err
+		x.reportErr(e, err)
+		made = false
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	_, bad, derr := decryptFile(x.o.Keys, e.CipherPath, func(p []byte) error {
-		_, err := bw.Write(p)
-		return err
-	}, func(n int64) {
-		x.r.Blocks++
-		x.r.CipherBytes += n
-		if x.o.Progress != nil {
-			x.o.Progress(n)
-		}
-	})
-	for _, b := range bad {
-		x.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
-			Detail: fmt.Sprintf("block %d written as zeros: %v", b.Index, b.Err)})
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", dst, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", dst, err)
-	}
-	return derr
-}
-
-// applyMeta restores owner (as root), mode, user xattrs and times, in the
-// order that keeps each from undoing the previous (chown clears setuid bits;
-// times last).
-func (x *extractor) applyMeta(src, dst string, info fs.FileInfo) {
-	st, _ := info.Sys().(*syscall.Stat_t)
-	if st == nil {
-		return
-	}
-	var errs []error
-	if os.Geteuid() == 0 {
-		errs = append(errs, os.Lchown(dst, int(st.Uid), int(st.Gid)))
-	}
-	if info.Mode()&fs.ModeSymlink == 0 {
-		errs = append(errs, chmodNoFollow(dst, st.Mode&07777))
-	}
-	errs = append(errs, x.copyXattrs(src, dst))
-	ts := []unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
-	errs = append(errs, unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW))
-	if err := errors.Join(errs...); err != nil {
-		x.report(Problem{Kind: KindMissing, CipherPath: src, PlainPath: dst, Detail: "restoring metadata: " + err.Error()})
-	}
-}
-
-// errDestination marks an entry that DEST refused: what is already there
-// is in the way (KindDestination).
-var errDestination = errors.New("in the way in the destination")
-
-// realDir makes dst a directory: created (0700 until its metadata is
-// restored) if missing, kept if it already is a real directory. Anything
-// else already at dst is refused, a symlink above all, even to a directory:
-// extracting through it would write the vault's files (and modes) outside
-// DEST.
-func realDir(dst string) error {
-	err := os.Mkdir(dst, 0o700)
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	fi, err := os.Lstat(dst)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		kind := "a file"
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			kind = "a symlink"
-		} else if !fi.Mode().IsRegular() {
-			kind = "a " + fi.Mode().Type().String() + " special file"
-		}
-		return fmt.Errorf("%w: %s exists and is %s, not a directory; not extracting into it", errDestination, dst, kind)
-	}
-	return nil
-}
-
-// mkdirsUnder makes each component of the slash-separated rel a real
-// directory under dest (realDir), so that no symlink already in DEST
-// redirects a sub-path's extraction. dest itself is the user's choice and
-// may be reached through symlinks.
-func mkdirsUnder(dest, rel string) error {
-	cur := dest
-	for _, c := range strings.Split(rel, "/") {
-		if c == "" || c == "." {
-			continue
-		}
-		cur = filepath.Join(cur, c)
-		if err := realDir(cur); err != nil {
-			return err
+	if made && e.Stat.Nlink > 1 {
+		if st, err := safefile.Lstat(parent.fd, name); err == nil {
+			x.links[key] = linked{dir: parent.plain, name: name, made: devIno{st.Dev, st.Ino}}
 		}
 	}
 	return nil
 }
 
-// chmodNoFollow sets the mode of path itself: a symlink swapped in at path
-// fails (ELOOP) instead of passing the mode on to its target, which
-// chmod(2) would do. (fchmodat's AT_SYMLINK_NOFOLLOW is not supported by
-// Linux before fchmodat2.) O_NONBLOCK keeps a FIFO's open from waiting for
-// a writer.
-func chmodNoFollow(path string, mode uint32) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &fs.PathError{Op: "chmod", Path: path, Err: err}
+// leave restores a directory's metadata once everything in it is made, so
+// creating children does not bump the times restored; the walk leaves the
+// deepest directories first.
+func (x *extractor) leave(e *Entry) {
+	d := x.dirs[len(x.dirs)-1]
+	x.dirs = x.dirs[:len(x.dirs)-1]
+	defer unix.Close(d.fd)
+	mode := e.Stat.Mode & 0o7777
+	setMode := mode&unix.S_IXUSR != 0
+	if !setMode {
+		x.chmods = append(x.chmods, deferredChmod{cipherPath: e.CipherPath, plain: d.plain, mode: mode})
 	}
-	defer unix.Close(fd)
-	if err := unix.Fchmod(fd, mode); err != nil {
-		return &fs.PathError{Op: "chmod", Path: path, Err: err}
-	}
-	return nil
+	x.reportErr(e, x.metaFd(e, e.Fd, d.fd, setMode))
 }
 
-func (x *extractor) copyXattrs(src, dst string) error {
-	names, err := listXattrs(src)
-	if err != nil {
-		return nil
-	}
-	for _, n := range names {
-		if !strings.HasPrefix(n, crypto.StoredXattrPrefix) {
-			continue
+// finish applies the deferred directory modes, deepest first.
+func (x *extractor) finish() {
+	for _, c := range x.chmods {
+		dir, name := path.Split(c.plain)
+		fd, err := x.openDest(strings.TrimSuffix(dir, "/"))
+		if err == nil {
+			err = safefile.Chmod(fd, name, c.mode)
+			if fd != x.dest {
+				unix.Close(fd)
+			}
 		}
-		plainName, err := x.o.Keys.DecryptXattrName(n)
 		if err != nil {
-			return fmt.Errorf("xattr name: %w", err)
-		}
-		v, err := getXattr(src, n)
-		if err != nil {
-			return err
-		}
-		if v, err = x.o.Keys.DecryptXattrValue(n, v); err != nil {
-			return fmt.Errorf("xattr %s: %w", plainName, err)
-		}
-		if err := unix.Lsetxattr(dst, plainName, v, 0); err != nil {
-			return fmt.Errorf("xattr %s: %w", plainName, err)
+			x.report(Problem{Kind: KindDestination, CipherPath: c.cipherPath, PlainPath: c.plain,
+				Detail: fmt.Sprintf("restoring mode %04o: %v", c.mode, err)})
 		}
 	}
-	return nil
 }

@@ -119,17 +119,26 @@ func TestExtractSubPath(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "hello.txt")); err == nil {
 		t.Error("extracting a sub-path extracted the root too")
 	}
-	if _, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest, Path: "nope"}); err == nil {
-		t.Error("missing sub-path accepted")
+	for _, p := range []string{"nope", "nope/deeper", "hello.txt/x"} {
+		if _, err := Extract(ExtractOptions{Keys: keys, CipherDir: dir, Dest: dest, Path: p}); err == nil {
+			t.Errorf("missing sub-path %s accepted", p)
+		}
 	}
 }
 
 func cipherNameOf(t *testing.T, keys *crypto.Keys, dir, plain string) string {
-	e, _, err := resolve(keys, dir, plain)
+	t.Helper()
+	root, err := openRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, _ := filepath.Rel(dir, e.CipherPath)
+	defer syscall.Close(root)
+	l, err := resolve(&walker{keys: keys, report: func(Problem) {}}, root, dir, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close(root)
+	rel, _ := filepath.Rel(dir, l.e.CipherPath)
 	return rel
 }
 
@@ -281,8 +290,8 @@ func TestCheckSpecialMetadataFiles(t *testing.T) {
 	case r := <-done:
 		var sawDirID, sawSide bool
 		for _, p := range r.Problems {
-			sawDirID = sawDirID || (p.CipherPath == dirid && strings.Contains(p.Detail, "not a regular file"))
-			sawSide = sawSide || strings.Contains(p.Detail, "not a regular file") && strings.Contains(p.Detail, "long-name")
+			sawDirID = sawDirID || (p.CipherPath == dirid && strings.Contains(p.Detail, "found a FIFO where a regular file belongs"))
+			sawSide = sawSide || strings.Contains(p.Detail, "found a symlink where a regular file belongs") && strings.Contains(p.Detail, "long-name")
 		}
 		if !sawDirID || !sawSide {
 			t.Errorf("problems %v: want the FIFO dirid and the /dev/zero side file reported", r.Problems)

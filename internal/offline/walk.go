@@ -3,139 +3,162 @@ package offline
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
 )
 
-// Entry is one object of the vault met during a walk.
+// The cipher folder is read the way the mount must read it (issue 13): the
+// root is opened once and everything below is reached by a directory
+// descriptor and one name, with calls that follow no symlink (internal/
+// safefile). A symlink a sync peer put where a directory was is listed as
+// the symlink it is and never entered; a FIFO, socket or device where a
+// regular file or metadata file belongs is reported and never opened. Cipher
+// paths are strings only for reports.
+
+// Entry is one object of the vault met during a walk. Dir and Name locate it
+// for fd-relative calls; Dir and Fd are open only during the visit (and, for
+// a directory, until its leave).
 type Entry struct {
-	CipherPath string      // absolute path in the cipher folder
-	PlainPath  string      // path inside the vault, "/" separated, no leading slash; "" for the root
-	Info       fs.FileInfo // lstat of the cipher object
-	DirID      crypto.DirID
+	CipherPath string       // cipher folder path, for reports only
+	PlainPath  string       // path inside the vault, "/" separated, no leading slash; "" for the root
+	Dir        int          // the parent cipher directory, open for reading
+	Name       string       // the stored name in Dir
+	Stat       unix.Stat_t  // lstat of the cipher object; for a directory, fstat of Fd
+	Fd         int          // a directory's own descriptor, open for reading; -1 for other types
+	DirID      crypto.DirID // a directory's ID
 }
 
-// Problem kinds, from the point of view of someone deciding what to restore.
-const (
-	KindTampered     = "tampered"     // authentication failed: bytes were changed or moved
-	KindTruncated    = "truncated"    // the object ends where it cannot (cut short, or partly synced)
-	KindUnrecognised = "unrecognised" // not something sealfs writes (foreign file, conflict copy, newer format)
-	KindMissing      = "missing"      // metadata sealfs needs is absent (dirid, long-name side file)
-	// KindDestination: extract found something in the way in DEST (an entry
-	// that exists, a symlink where a directory goes); the vault is fine.
-	KindDestination = "destination"
-)
+// Type is the S_IFMT bits of the cipher object.
+func (e *Entry) Type() uint32 { return e.Stat.Mode & unix.S_IFMT }
 
-// Problem is one damaged or unexpected item.
-type Problem struct {
-	Kind       string `json:"kind"`
-	CipherPath string `json:"cipher_path"`
-	PlainPath  string `json:"plain_path,omitempty"`
-	Detail     string `json:"detail"`
+// problem reports err about e.
+func (e *Entry) problem(err error) Problem {
+	return Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: err.Error()}
 }
 
-func (p Problem) String() string {
-	s := fmt.Sprintf("%s: %s", p.Kind, p.CipherPath)
-	if p.PlainPath != "" {
-		s += " (" + p.PlainPath + ")"
-	}
-	return s + ": " + p.Detail
-}
-
-// classify maps an error from the crypto layer to a problem kind.
-func classify(err error) string {
-	var ve *crypto.VersionError
-	switch {
-	case errors.Is(err, errDestination), errors.Is(err, fs.ErrExist):
-		return KindDestination
-	case errors.Is(err, crypto.ErrTruncated):
-		return KindTruncated
-	case errors.Is(err, crypto.ErrFormat), errors.As(err, &ve):
-		return KindUnrecognised
-	case errors.Is(err, os.ErrNotExist):
-		return KindMissing
-	}
-	return KindTampered
-}
-
-// walker visits every entry below a cipher directory. Problems with names and
-// directory metadata are passed to report; visit sees every entry whose name
-// decrypted.
+// walker visits every entry below a cipher directory, depth first. Problems
+// with names and directory metadata go to report; visit sees every entry
+// whose name decrypted (fs.SkipDir for a directory: do not descend); leave,
+// if set, sees each directory visit accepted, after its children.
 type walker struct {
 	keys   *crypto.Keys
 	report func(Problem)
-	visit  func(e Entry) error
+	visit  func(e *Entry) error
+	leave  func(e *Entry)
 }
 
-// dirID reads a directory's ID, falling back to the ID derived from its
-// parent and name when the dirid file is missing (a partial sync), as the
-// FUSE layer does; the fallback is reported.
-func (w *walker) dirID(cipherPath, plainPath string, parent crypto.DirID, name string) (crypto.DirID, bool) {
-	b, err := readMeta(filepath.Join(cipherPath, crypto.DirIDFile), 2+crypto.DirIDSize)
-	if err == nil {
-		id, perr := crypto.ParseDirID(b)
-		if perr == nil {
-			return id, true
-		}
-		err = perr
-	}
-	w.report(Problem{Kind: classify(err), CipherPath: filepath.Join(cipherPath, crypto.DirIDFile), PlainPath: plainPath,
-		Detail: fmt.Sprintf("directory ID unreadable (%v); using the ID derived from its name", err)})
-	return w.keys.DeriveDirID(parent, name), true
-}
-
-// walkDir lists one cipher directory, decrypts its names and recurses.
-func (w *walker) walkDir(cipherDir, plainDir string, id crypto.DirID) error {
-	ents, err := os.ReadDir(cipherDir)
+// openRoot opens the cipher folder the user named. The path is the user's
+// choice and may lead through symlinks; nothing below it is.
+func openRoot(dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		w.report(Problem{Kind: KindMissing, CipherPath: cipherDir, PlainPath: plainDir, Detail: err.Error()})
+		return -1, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	// Cipher files are opened through an O_PATH handle's /proc/self/fd
+	// link (safefile.OpenFile): say so once rather than fail every file.
+	if err := unix.Access(safefile.ProcPath(fd), unix.F_OK); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is needed to open cipher files without following symlinks (mount proc on /proc): %w",
+			safefile.ProcPath(fd), err)
+	}
+	return fd, nil
+}
+
+// walkDir lists the cipher directory open at fd, decrypts its names and
+// visits each entry.
+func (w *walker) walkDir(fd int, cipherDir, plainDir string, id crypto.DirID) error {
+	ents, err := safefile.ReadDir(fd)
+	if err != nil {
+		w.report(Problem{Kind: KindMissing, CipherPath: cipherDir, PlainPath: plainDir, Detail: "listing: " + err.Error()})
 		return nil
 	}
-	names := map[string]bool{}
+	names := make(map[string]bool, len(ents))
 	for _, e := range ents {
-		names[e.Name()] = true
+		names[e.Name] = true
 	}
-	for _, e := range ents {
-		stored := e.Name()
-		cpath := filepath.Join(cipherDir, stored)
+	for _, d := range ents {
+		stored := d.Name
+		cpath := cipherDir + "/" + stored
 		if strings.HasPrefix(stored, "sealfs.") && !crypto.IsLongName(stored) {
-			w.checkMeta(cipherDir, stored, names)
+			w.checkMeta(cpath, stored, names)
 			continue
 		}
-		name, err := w.decryptName(cipherDir, stored, id)
+		name, err := w.decryptName(fd, stored, id)
 		if err != nil {
 			w.report(Problem{Kind: classify(err), CipherPath: cpath, Detail: describeNameError(stored, err)})
 			continue
 		}
-		info, err := os.Lstat(cpath)
-		if err != nil {
-			w.report(Problem{Kind: KindMissing, CipherPath: cpath, Detail: err.Error()})
-			continue
-		}
-		ppath := joinPlain(plainDir, name)
-		ent := Entry{CipherPath: cpath, PlainPath: ppath, Info: info}
-		if info.IsDir() {
-			ent.DirID, _ = w.dirID(cpath, ppath, id, name)
-		}
-		if err := w.visit(ent); err != nil {
-			if errors.Is(err, fs.SkipDir) {
-				continue
-			}
+		e := &Entry{CipherPath: cpath, PlainPath: joinPlain(plainDir, name), Dir: fd, Name: stored, Fd: -1}
+		if err := w.entry(e, id, name); err != nil {
 			return err
-		}
-		if info.IsDir() {
-			if err := w.walkDir(cpath, ppath, ent.DirID); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
+}
+
+// entry visits the object e names (Dir, Name, paths set), and for a
+// directory descends into it. parent and name derive the directory ID
+// should its dirid file be unreadable.
+func (w *walker) entry(e *Entry, parent crypto.DirID, name string) error {
+	st, err := safefile.Lstat(e.Dir, e.Name)
+	if err != nil {
+		w.report(e.problem(err)) // gone since the listing
+		return nil
+	}
+	e.Stat = st
+	if e.Type() != unix.S_IFDIR {
+		if err := w.visit(e); err != nil && !errors.Is(err, fs.SkipDir) {
+			return err
+		}
+		return nil
+	}
+	// Swapped for something else since the lstat: OpenDirRead refuses it.
+	fd, err := safefile.OpenDirRead(e.Dir, e.Name)
+	if err != nil {
+		w.report(e.problem(err))
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &e.Stat); err != nil {
+		w.report(e.problem(err))
+		return nil
+	}
+	e.Fd = fd
+	e.DirID = w.dirID(fd, e.CipherPath, e.PlainPath, parent, name)
+	if err := w.visit(e); errors.Is(err, fs.SkipDir) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := w.walkDir(fd, e.CipherPath, e.PlainPath, e.DirID); err != nil {
+		return err
+	}
+	if w.leave != nil {
+		w.leave(e)
+	}
+	return nil
+}
+
+// dirID reads the ID of the directory open at fd, falling back to the ID
+// derived from its parent and name when the dirid file is missing or bad (a
+// partial sync), as the FUSE layer does; the fallback is reported.
+func (w *walker) dirID(fd int, cipherPath, plainPath string, parent crypto.DirID, name string) crypto.DirID {
+	b, err := safefile.ReadFileAt(fd, crypto.DirIDFile, 2+crypto.DirIDSize)
+	if err == nil {
+		id, perr := crypto.ParseDirID(b)
+		if perr == nil {
+			return id
+		}
+		err = perr
+	}
+	w.report(Problem{Kind: classify(err), CipherPath: cipherPath + "/" + crypto.DirIDFile, PlainPath: plainPath,
+		Detail: fmt.Sprintf("directory ID unreadable (%v); using the ID derived from its name", err)})
+	return w.keys.DeriveDirID(parent, name)
 }
 
 func joinPlain(dir, name string) string {
@@ -145,10 +168,10 @@ func joinPlain(dir, name string) string {
 	return dir + "/" + name
 }
 
-func (w *walker) decryptName(cipherDir, stored string, id crypto.DirID) (string, error) {
+func (w *walker) decryptName(fd int, stored string, id crypto.DirID) (string, error) {
 	enc := stored
 	if crypto.IsLongName(stored) {
-		side, err := readMeta(filepath.Join(cipherDir, stored+crypto.LongNameSuffix), maxLongNameFile)
+		side, err := safefile.ReadFileAt(fd, stored+crypto.LongNameSuffix, maxLongNameFile)
 		if err != nil {
 			return "", fmt.Errorf("long-name side file: %w", err)
 		}
@@ -161,7 +184,7 @@ func (w *walker) decryptName(cipherDir, stored string, id crypto.DirID) (string,
 
 // checkMeta reports sealfs.* entries that are neither known metadata nor the
 // side file of an existing long-name entry.
-func (w *walker) checkMeta(cipherDir, stored string, names map[string]bool) {
+func (w *walker) checkMeta(cpath, stored string, names map[string]bool) {
 	switch {
 	case stored == crypto.DirIDFile, stored == crypto.HeaderFileName, strings.HasPrefix(stored, crypto.HeaderFileName+".tmp-"):
 		return
@@ -169,11 +192,11 @@ func (w *walker) checkMeta(cipherDir, stored string, names map[string]bool) {
 		if names[strings.TrimSuffix(stored, crypto.LongNameSuffix)] {
 			return
 		}
-		w.report(Problem{Kind: KindUnrecognised, CipherPath: filepath.Join(cipherDir, stored),
+		w.report(Problem{Kind: KindUnrecognised, CipherPath: cpath,
 			Detail: "long-name side file without its entry (left over, or the entry did not sync)"})
 		return
 	}
-	w.report(Problem{Kind: KindUnrecognised, CipherPath: filepath.Join(cipherDir, stored), Detail: "unknown sealfs metadata file"})
+	w.report(Problem{Kind: KindUnrecognised, CipherPath: cpath, Detail: "unknown sealfs metadata file"})
 }
 
 // conflictMarkers are what sync services append to a conflict copy's name
@@ -191,34 +214,3 @@ func describeNameError(stored string, err error) string {
 
 // maxLongNameFile is the largest side file crypto.ParseLongNameFile accepts.
 const maxLongNameFile = 4096
-
-// readMeta reads a small sealfs metadata file from the untrusted cipher
-// folder: a FIFO (open would block), a device or a symlink to one
-// (/dev/zero never ends) is refused, and at most max+1 bytes are read, so
-// an oversized file still fails its parser.
-func readMeta(path string, max int64) ([]byte, error) {
-	f, err := openRegular(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max+1))
-}
-
-// openRegular opens path for reading, refusing anything but a regular file
-// without blocking on a FIFO.
-func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%w: %s is not a regular file (%v)", crypto.ErrFormat, path, fi.Mode().Type())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}

@@ -25,12 +25,16 @@ import (
 // where one belongs.
 var ErrNotDir = errors.New("not a directory")
 
+// ErrNotSymlink is wrapped by a TypeError for something that is not a
+// symlink where one was read as such (it was swapped since it was listed).
+var ErrNotSymlink = errors.New("not a symlink")
+
 // TypeError reports an entry of the wrong type: a symlink, FIFO, socket or
 // device where a directory or a regular file belongs (a sync peer can put
 // any of them there).
 type TypeError struct {
 	Name  string
-	Want  uint32 // S_IFDIR or S_IFREG
+	Want  uint32 // S_IFDIR, S_IFREG or S_IFLNK
 	Found uint32 // the S_IFMT bits of what is there
 }
 
@@ -38,10 +42,14 @@ func (e *TypeError) Error() string {
 	return fmt.Sprintf("%s: found a %s where a %s belongs", e.Name, TypeName(e.Found), TypeName(e.Want))
 }
 
-// Unwrap makes errors.Is(err, ErrNotDir) / (err, ErrNotRegular) work.
+// Unwrap makes errors.Is(err, ErrNotDir) / (err, ErrNotRegular) /
+// (err, ErrNotSymlink) work.
 func (e *TypeError) Unwrap() error {
-	if e.Want == unix.S_IFDIR {
+	switch e.Want {
+	case unix.S_IFDIR:
 		return ErrNotDir
+	case unix.S_IFLNK:
+		return ErrNotSymlink
 	}
 	return ErrNotRegular
 }
@@ -199,21 +207,51 @@ func ProcPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // ReadFileAt is ReadFile for the entry name in dirfd.
 func ReadFileAt(dirfd int, name string, max int64) ([]byte, error) {
-	if err := Component(name); err != nil {
-		return nil, err
-	}
-	// O_NONBLOCK: a FIFO opens at once instead of blocking, and is then
-	// refused by the type check (a device cannot be synced into the
-	// folder; only a local user could plant one).
-	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY)
+	// Through a checked O_PATH handle like OpenFile: a FIFO (open would
+	// block), a socket or a device planted as a metadata file is refused
+	// before it is opened.
+	fd, err := OpenFile(dirfd, name, unix.O_RDONLY)
 	if err != nil {
-		if err == syscall.ELOOP {
-			return nil, &TypeError{Name: name, Want: unix.S_IFREG, Found: unix.S_IFLNK}
-		}
-		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	return readAll(fd, name, max)
+}
+
+// Lstat is lstat of the entry name in dirfd (fstatat with
+// AT_SYMLINK_NOFOLLOW).
+func Lstat(dirfd int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := Component(name); err != nil {
+		return st, err
+	}
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return st, &os.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	return st, nil
+}
+
+// ReadlinkAt reads the target of the symlink name in dirfd. Anything else
+// there (a sync peer swapped it since it was listed) is a TypeError.
+func ReadlinkAt(dirfd int, name string) (string, error) {
+	if err := Component(name); err != nil {
+		return "", err
+	}
+	// PATH_MAX holds any target Linux lets a symlink have; a longer
+	// buffer is only tried if a file system ever fills this one.
+	for size := unix.PathMax; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err == syscall.EINVAL {
+			return "", typeErrorAt(dirfd, name, unix.S_IFLNK, err)
+		}
+		if err != nil {
+			return "", &os.PathError{Op: "readlink", Path: name, Err: err}
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
 }
 
 // Chmod sets the mode of the entry name in dirfd without following a

@@ -2,8 +2,10 @@ package safefile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ func hostileDir(t *testing.T) (dirfd int, canary string) {
 	must(t, os.Symlink(canary, filepath.Join(d, "link")))
 	must(t, os.Symlink(base, filepath.Join(d, "dirlink")))
 	must(t, syscall.Mkfifo(filepath.Join(d, "fifo"), 0o644))
+	must(t, unix.Mknod(filepath.Join(d, "sock"), unix.S_IFSOCK|0o644, 0))
 	if os.Geteuid() == 0 {
 		must(t, unix.Mknod(filepath.Join(d, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	}
@@ -139,8 +142,15 @@ func TestReadFileAt(t *testing.T) {
 		_, err := ReadFileAt(dfd, "fifo", 100)
 		wantType(t, "fifo", err, unix.S_IFIFO, syscall.EIO)
 	})
+	_, err = ReadFileAt(dfd, "sock", 100)
+	wantType(t, "socket", err, unix.S_IFSOCK, syscall.EIO)
 	if !errors.Is(err, ErrNotRegular) {
 		t.Errorf("a TypeError for a file should match ErrNotRegular: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		// /dev/null's numbers: refused before any open.
+		_, err = ReadFileAt(dfd, "null", 100)
+		wantType(t, "character device", err, unix.S_IFCHR, syscall.EIO)
 	}
 }
 
@@ -177,4 +187,130 @@ func TestComponent(t *testing.T) {
 	if _, err := OpenDir(dfd, "../vault"); !errors.Is(err, ErrBadComponent) {
 		t.Errorf("OpenDir of a two-component path: %v", err)
 	}
+}
+
+func TestLstatAndReadlinkAtNeverFollow(t *testing.T) {
+	dfd, canary := hostileDir(t)
+	st, err := Lstat(dfd, "link")
+	must(t, err)
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		t.Errorf("Lstat(link) mode %o", st.Mode)
+	}
+	if got, err := ReadlinkAt(dfd, "link"); err != nil || got != canary {
+		t.Errorf("ReadlinkAt(link) = %q, %v", got, err)
+	}
+	_, err = ReadlinkAt(dfd, "file")
+	wantType(t, "ReadlinkAt of a regular file", err, unix.S_IFREG, syscall.EIO)
+	if !errors.Is(err, ErrNotSymlink) {
+		t.Errorf("a TypeError for a symlink should match ErrNotSymlink: %v", err)
+	}
+	noHang(t, "ReadlinkAt of a FIFO", func() {
+		_, err := ReadlinkAt(dfd, "fifo")
+		wantType(t, "fifo", err, unix.S_IFIFO, syscall.EIO)
+	})
+	if _, err := ReadlinkAt(dfd, "missing"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+	if _, err := Lstat(dfd, "dir/file"); !errors.Is(err, ErrBadComponent) {
+		t.Errorf("Lstat of a two-component path: %v", err)
+	}
+	// A target as long as Linux allows comes back whole.
+	long := strings.Repeat("x/", unix.PathMax/2-1) + "y"
+	must(t, unix.Symlinkat(long, dfd, "longlink"))
+	if got, err := ReadlinkAt(dfd, "longlink"); err != nil || got != long {
+		t.Errorf("long target: %d bytes, %v; want %d", len(got), err, len(long))
+	}
+}
+
+func TestReadDir(t *testing.T) {
+	dfd, _ := hostileDir(t)
+	rfd, err := OpenDirRead(dfd, ".")
+	must(t, err)
+	defer unix.Close(rfd)
+	// Enough entries to need several getdents calls.
+	for i := range 2000 {
+		must(t, unix.Mkdirat(dfd, fmt.Sprintf("d%04d-%s", i, strings.Repeat("n", 40)), 0o700))
+	}
+	ents, err := ReadDir(rfd)
+	must(t, err)
+	want := map[string]uint32{"dir": unix.S_IFDIR, "file": unix.S_IFREG, "link": unix.S_IFLNK,
+		"dirlink": unix.S_IFLNK, "fifo": unix.S_IFIFO, "sock": unix.S_IFSOCK}
+	if os.Geteuid() == 0 {
+		want["null"] = unix.S_IFCHR
+	}
+	seen := map[string]bool{}
+	for _, e := range ents {
+		if seen[e.Name] {
+			t.Errorf("%q listed twice", e.Name)
+		}
+		seen[e.Name] = true
+		if e.Name == "." || e.Name == ".." {
+			t.Errorf("%q listed", e.Name)
+		}
+		var st unix.Stat_t
+		must(t, unix.Fstatat(dfd, e.Name, &st, unix.AT_SYMLINK_NOFOLLOW))
+		if e.Ino != st.Ino || (e.Type != 0 && e.Type != st.Mode&unix.S_IFMT) {
+			t.Errorf("%s: ino %d type %o, lstat says %d %o", e.Name, e.Ino, e.Type, st.Ino, st.Mode&unix.S_IFMT)
+		}
+		if typ, ok := want[e.Name]; ok && e.Type != typ {
+			t.Errorf("%s: type %o, want %o", e.Name, e.Type, typ)
+		}
+	}
+	if len(ents) != 2000+len(want) {
+		t.Errorf("listed %d entries, want %d", len(ents), 2000+len(want))
+	}
+	// At the end of the directory there is nothing more.
+	if more, err := ReadDir(rfd); err != nil || len(more) != 0 {
+		t.Errorf("second ReadDir: %d entries, %v", len(more), err)
+	}
+	pfd, err := OpenDir(dfd, "dir")
+	must(t, err)
+	defer unix.Close(pfd)
+	if _, err := ReadDir(pfd); err == nil {
+		t.Error("ReadDir of an O_PATH handle succeeded")
+	}
+}
+
+func TestXattrsByFd(t *testing.T) {
+	dfd, canary := hostileDir(t)
+	big := []byte(strings.Repeat("v", 3000)) // past the first buffer
+	if err := unix.Setxattr(canary, "user.canary", []byte("c"), 0); err != nil {
+		t.Skipf("no user xattrs here: %v", err)
+	}
+	fd, err := OpenFile(dfd, "file", unix.O_RDONLY)
+	must(t, err)
+	defer unix.Close(fd)
+	must(t, unix.Fsetxattr(fd, "user.small", []byte("s"), 0))
+	must(t, unix.Fsetxattr(fd, "user.big", big, 0))
+	pfd, err := unix.Openat(dfd, "file", unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	must(t, err)
+	defer unix.Close(pfd)
+	for what, f := range map[string]int{"open file": fd, "O_PATH handle": pfd} {
+		names, err := Listxattr(f)
+		must(t, err)
+		got := map[string]bool{}
+		for _, n := range names {
+			got[n] = true
+		}
+		if !got["user.small"] || !got["user.big"] || got["user.canary"] {
+			t.Errorf("%s: Listxattr = %v", what, names)
+		}
+		if v, err := Getxattr(f, "user.big"); err != nil || string(v) != string(big) {
+			t.Errorf("%s: Getxattr(user.big) = %d bytes, %v", what, len(v), err)
+		}
+		if v, err := Getxattr(f, "user.small"); err != nil || string(v) != "s" {
+			t.Errorf("%s: Getxattr(user.small) = %q, %v", what, v, err)
+		}
+		if _, err := Getxattr(f, "user.none"); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("%s: missing attribute: %v", what, err)
+		}
+	}
+	// The handle of a symlink to the canary never reaches the canary.
+	lfd, err := unix.Openat(dfd, "link", unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	must(t, err)
+	defer unix.Close(lfd)
+	_, err = Listxattr(lfd)
+	wantType(t, "Listxattr of a symlink handle", err, unix.S_IFLNK, syscall.ELOOP)
+	_, err = Getxattr(lfd, "user.canary")
+	wantType(t, "Getxattr of a symlink handle", err, unix.S_IFLNK, syscall.ELOOP)
 }

@@ -1,0 +1,197 @@
+package fs
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/safefile"
+)
+
+// idIndex knows the directory IDs of the vault, for names that do not
+// decrypt under their own directory's ID (listing.go): every ID this mount
+// read, those of all dirid files a walk of the cipher folder finds (only
+// when such names appear, at most every idScanEvery), and those this
+// machine read in earlier mounts (Options.IDRecord). The last matter after
+// a directory was removed on one device while another wrote into it: the
+// sync brings the directory back with the new files and without its ID
+// file, which no longer exists anywhere in the vault, but both devices read
+// it before. Directory IDs are no secret (each dirid file holds one in the
+// clear), so the record leaks nothing the cipher folder does not.
+type idIndex struct {
+	mu      sync.Mutex
+	seen    map[crypto.DirID]bool
+	scanned time.Time
+	// record is the local file of IDs read in earlier mounts ("": none);
+	// loaded once, at the first need; pending IDs are appended to it in
+	// batches and at unmount.
+	record  string
+	loaded  bool
+	pending []crypto.DirID
+	full    bool // the record reached idRecordMax; no more appends
+}
+
+const (
+	idScanEvery   = 10 * time.Second
+	idScanMax     = 200000            // directories walked at most
+	idRecordBatch = 256               // IDs appended to the record at once
+	idRecordMax   = 1 << 20 * dirIDSz // record size at most: a million directories
+	dirIDSz       = crypto.DirIDSize
+)
+
+func (x *idIndex) add(id crypto.DirID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.seen == nil {
+		x.seen = map[crypto.DirID]bool{}
+	}
+	if x.seen[id] {
+		return
+	}
+	x.seen[id] = true
+	if x.record != "" && !x.full {
+		x.pending = append(x.pending, id)
+		if len(x.pending) >= idRecordBatch {
+			x.flushLocked()
+		}
+	}
+}
+
+// candidates returns every known directory ID, walking the vault first if
+// the last walk is older than idScanEvery.
+func (x *idIndex) candidates(r *root) []crypto.DirID {
+	x.mu.Lock()
+	if !x.loaded {
+		x.loadLocked()
+	}
+	stale := time.Since(x.scanned) > idScanEvery
+	x.mu.Unlock()
+	if stale {
+		found := r.walkDirIDs()
+		for _, id := range found {
+			x.add(id)
+		}
+		x.mu.Lock()
+		x.scanned = time.Now()
+		x.mu.Unlock()
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]crypto.DirID, 0, len(x.seen))
+	for id := range x.seen {
+		out = append(out, id)
+	}
+	return out
+}
+
+// loadLocked reads the record of earlier mounts into seen. A record that
+// cannot be read costs only the IDs it held.
+func (x *idIndex) loadLocked() {
+	x.loaded = true
+	if x.record == "" {
+		return
+	}
+	f, err := os.Open(x.record)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, idRecordMax+1))
+	if err != nil {
+		return
+	}
+	if len(b) > idRecordMax {
+		x.full = true
+	}
+	if x.seen == nil {
+		x.seen = map[crypto.DirID]bool{}
+	}
+	for len(b) >= dirIDSz {
+		var id crypto.DirID
+		copy(id[:], b)
+		x.seen[id] = true
+		b = b[dirIDSz:]
+	}
+}
+
+// flush appends the pending IDs to the record (at unmount).
+func (x *idIndex) flush() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.flushLocked()
+}
+
+func (x *idIndex) flushLocked() {
+	if len(x.pending) == 0 || x.record == "" {
+		return
+	}
+	buf := make([]byte, 0, len(x.pending)*dirIDSz)
+	for _, id := range x.pending {
+		buf = append(buf, id[:]...)
+	}
+	x.pending = x.pending[:0]
+	if err := os.MkdirAll(filepath.Dir(x.record), 0o700); err != nil {
+		return
+	}
+	f, err := os.OpenFile(x.record, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size()+int64(len(buf)) > idRecordMax {
+		x.full = true
+		return
+	}
+	_, err = f.Write(buf)
+	if errors.Is(err, unix.ENOSPC) {
+		x.full = true
+	}
+}
+
+// walkDirIDs reads the dirid file of every directory below the cipher root,
+// fd-relative, following no symlink.
+func (r *root) walkDirIDs() []crypto.DirID {
+	var ids []crypto.DirID
+	queue := []int{}
+	if fd, err := unix.Dup(r.rootRef.fd); err == nil {
+		queue = append(queue, fd)
+	}
+	walked := 0
+	buf := make([]byte, 32<<10)
+	for len(queue) > 0 {
+		dfd := queue[0]
+		queue = queue[1:]
+		walked++
+		if b, err := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile); err == nil {
+			if id, err := crypto.ParseDirID(b); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		rfd, err := safefile.OpenDirRead(dfd, "")
+		if err == nil {
+			for {
+				nb, err := unix.Getdents(rfd, buf)
+				if err != nil || nb <= 0 {
+					break
+				}
+				forEachDirent(buf[:nb], func(_ uint64, typ uint8, name string) {
+					if typ != unix.DT_DIR || name == "." || name == ".." || walked+len(queue) >= idScanMax {
+						return
+					}
+					if cfd, err := safefile.OpenDir(dfd, name); err == nil {
+						queue = append(queue, cfd)
+					}
+				})
+			}
+			unix.Close(rfd)
+		}
+		unix.Close(dfd)
+	}
+	return ids
+}
