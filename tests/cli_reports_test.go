@@ -65,9 +65,23 @@ func TestCLIFsckExtractReports(t *testing.T) {
 	if !strings.Contains(r.stdout, "no problems found") || !strings.Contains(r.stdout, "  kept what was there: docs/a.txt\n") {
 		t.Errorf("--skip-existing's report:\n%s", r.stdout)
 	}
+	// --overwrite replaces the entry in DEST itself: a symlink there is
+	// removed, never written through.
+	canary := filepath.Join(e.base, "canary")
+	mustWrite(t, canary, []byte("outside DEST"))
+	os.Remove(filepath.Join(dest, "photos", "p.jpg"))
+	if err := os.Symlink(canary, filepath.Join(dest, "photos", "p.jpg")); err != nil {
+		t.Fatal(err)
+	}
 	r = e.mustRun("extract", "-q", "--overwrite", "--json", "--password-file", pw, e.cipher, dest)
 	if got := string(mustRead(t, filepath.Join(dest, "docs", "a.txt"))); got != "alpha" {
 		t.Errorf("--overwrite kept the edited file: %q", got)
+	}
+	if got := string(mustRead(t, canary)); got != "outside DEST" {
+		t.Errorf("--overwrite wrote through a symlink in DEST: %q", got)
+	}
+	if fi, err := os.Lstat(filepath.Join(dest, "photos", "p.jpg")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("--overwrite left the symlink in place: %v", err)
 	}
 	var rep struct {
 		Dest     string            `json:"dest"`
