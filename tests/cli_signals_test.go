@@ -39,6 +39,7 @@ func (e *cliEnv) startPTY(spec string, extra []*os.File, args ...string) *ptyRun
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
+	m = pollable(e.t, m)
 	p := &ptyRun{cmd: cmd, m: m, s: s, r: newPTYReader(m), done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	e.t.Cleanup(func() {
@@ -47,6 +48,24 @@ func (e *cliEnv) startPTY(spec string, extra []*os.File, args ...string) *ptyRun
 		s.Close()
 	})
 	return p
+}
+
+// pollable returns m as a file Go's poller serves: openPTY's ioctls put it
+// in blocking mode, and then Close cannot interrupt a Read in progress, so
+// the master would stay open (and the terminal never hang up) while the
+// reader waits for output that no longer comes.
+func pollable(t *testing.T, m *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.Dup(int(m.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	return os.NewFile(uintptr(fd), "/dev/ptmx")
 }
 
 // wait returns the exit status and everything the terminal showed.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -174,8 +175,13 @@ func (it *interrupts) restoreTerminal() {
 	}
 }
 
-// waitReadable blocks until fd has input (or hangs up), or a signal
-// arrives (errInterrupted).
+// errHangup: the terminal hung up, and no signal said so in time.
+var errHangup = errors.New("the terminal hung up")
+
+// waitReadable blocks until fd has input, or a signal arrives
+// (errInterrupted). A terminal that hangs up wakes the poll before the
+// kernel sends its session leader SIGHUP: that signal is waited for a
+// moment, so a hang-up ends the command as SIGHUP does.
 func (it *interrupts) waitReadable(fd int) error {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	if it != nil && it.wakeR != nil {
@@ -195,8 +201,34 @@ func (it *interrupts) waitReadable(fd int) error {
 		if len(fds) > 1 && fds[1].Revents != 0 {
 			continue // the loop's check returns the interruption
 		}
-		if fds[0].Revents != 0 {
-			return nil // input, or a hang-up the read reports
+		switch r := fds[0].Revents; {
+		case r&unix.POLLIN != 0:
+			return nil
+		case r&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0:
+			if err := it.await(time.Second); err != nil {
+				return err
+			}
+			return errHangup
 		}
 	}
+}
+
+// await waits up to d for a signal and returns it as an error, nil if
+// none came.
+func (it *interrupts) await(d time.Duration) error {
+	if it == nil || it.wakeR == nil {
+		return nil
+	}
+	fds := []unix.PollFd{{Fd: int32(it.wakeR.Fd()), Events: unix.POLLIN}}
+	deadline := time.Now().Add(d)
+	for it.err() == nil {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return it.err()
 }

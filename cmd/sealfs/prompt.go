@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -55,9 +56,15 @@ func (a *app) readLine(t *os.File, max int) ([]byte, error) {
 		switch {
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
 			continue
+		case errors.Is(err, unix.EIO):
+			// A hung-up terminal; its SIGHUP may be on the way.
+			if serr := a.intr.await(time.Second); serr != nil {
+				return fail(serr)
+			}
+			return fail(errHangup)
 		case err != nil:
 			return fail(err)
-		case n == 0: // end of input (Ctrl-D) or a hang-up
+		case n == 0: // end of input (Ctrl-D)
 			if len(buf) == 0 {
 				return fail(io.EOF)
 			}
