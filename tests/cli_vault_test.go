@@ -70,7 +70,7 @@ func TestCLIInitStatus(t *testing.T) {
 	wantExit(t, e.run("init"), 2, "")
 	wantExit(t, e.run("frobnicate"), 2, "unknown command")
 	// A password is never an argument: there is no flag that takes one.
-	wantExit(t, e.run("init", "--password", "x", e.cipher), 2, "flag provided but not defined")
+	wantExit(t, e.run("init", "--password", "x", e.cipher), 2, "sealfs: init: unknown flag: --password (see `sealfs init --help`)")
 	// No terminal and no password source: say how to give one.
 	wantExit(t, e.run("init", "--no-confirm", filepath.Join(e.base, "v2")), 1, "--password-file")
 
@@ -128,8 +128,10 @@ func TestCLILockout(t *testing.T) {
 	wantExit(t, e.run("mount", "--password-file", bad, e.cipher, e.mnt), 1, "wrong password (no tries left")
 	before := e.vaultBytes()
 	// Now even the right password is refused, with the way out.
-	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1,
-		"the TPM is locked against password guessing; retry in 2 minutes or use `sealfs recover` with your recovery key")
+	r := e.run("mount", "--password-file", pw, e.cipher, e.mnt)
+	wantExit(t, r, 1, "the TPM is locked against password guessing; retry in 2 minutes or use `sealfs recover` with your recovery key")
+	wantExit(t, r, 1, "\nTo get at your files now, changing nothing: `sealfs mount --with-recovery "+e.cipher+" MOUNTPOINT`")
+	wantExit(t, r, 1, "\nForgot the password? `sealfs recover "+e.cipher+"` gives this machine a new slot and password")
 	if !bytes.Equal(before, e.vaultBytes()) {
 		t.Fatal("a refused unlock changed the vault header")
 	}
@@ -142,7 +144,7 @@ func TestCLILockout(t *testing.T) {
 	// once.
 	rkFile := e.secretFile("rk", rk)
 	pw2 := e.secretFile("pw2", "after lockout")
-	r := e.mustRun("recover", "--max-tries", "0", "--recovery-key-file", rkFile, "--password-file", pw2, e.cipher)
+	r = e.mustRun("recover", "--max-tries", "0", "--recovery-key-file", rkFile, "--password-file", pw2, e.cipher)
 	if !strings.Contains(r.stdout, "reset its dictionary-attack counter to 0") || strings.Contains(r.stderr, "still locked") {
 		t.Errorf("recover in lockout did not reset it:\n%s%s", r.stdout, r.stderr)
 	}
@@ -193,8 +195,10 @@ func TestCLIRecoverOnSecondTPM(t *testing.T) {
 	pwB := b.secretFile("pwB", "machine B password")
 	b.secrets = append(b.secrets, rk, "machine A password")
 	before := b.vaultBytes()
-	wantExit(t, b.run("mount", "--password-file", pwB, b.cipher, b.mnt), 1,
-		"sealfs: this vault's TPM slot belongs to another machine: use `sealfs recover` or `sealfs enroll`")
+	r := b.run("mount", "--password-file", pwB, b.cipher, b.mnt)
+	wantExit(t, r, 1, "sealfs: this vault's TPM slots belong to other machines; none is for this machine's TPM.")
+	wantExit(t, r, 1, "`sealfs mount --with-recovery "+b.cipher+" MOUNTPOINT`")
+	wantExit(t, r, 1, "`sealfs enroll "+b.cipher+"` adds a slot for this machine")
 
 	// Typos are reported with their group before anything else happens.
 	typo := []byte(rk)

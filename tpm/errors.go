@@ -13,6 +13,11 @@ import (
 var (
 	// ErrNoTPM: no TPM could be reached (no device, swtpm not running, socket missing).
 	ErrNoTPM = errors.New("no TPM available")
+	// ErrNoSoftwareTPM: swtpm:DIR names a directory without a software TPM's
+	// state, and the caller did not ask for a new one (OpenOptions).
+	ErrNoSoftwareTPM = errors.New("no software TPM there (no swtpm state in that directory)")
+	// ErrSoftwareTPMBusy: another process uses the software TPM in swtpm:DIR.
+	ErrSoftwareTPMBusy = errors.New("the software TPM is in use by another sealfs process")
 	// ErrWrongPassword: the TPM refused the authValue. Returned inside *AuthError.
 	ErrWrongPassword = errors.New("wrong password")
 	// ErrLockout: the TPM's dictionary-attack protection refuses every password

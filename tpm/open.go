@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +38,33 @@ type TPM struct {
 	sw   *swtpmProc // non-nil for swtpm:DIR
 }
 
-// Open connects to a TPM. spec is one of
+// OpenOptions adjust OpenWith for a software TPM that sealfs runs itself
+// (swtpm:DIR). The zero value is strict: no new software TPM, no waiting.
+type OpenOptions struct {
+	// NewSoftwareTPM lets swtpm:DIR start a new software TPM where DIR holds
+	// none yet (creating DIR). Without it such a DIR is refused
+	// (ErrNoSoftwareTPM): a mistyped path would otherwise give a fresh TPM,
+	// and the vault's slot would look like another machine's.
+	NewSoftwareTPM bool
+	// Wait, if set, makes OpenWith wait while another process uses the
+	// software TPM in DIR (swtpm serves one client at a time): it is called
+	// once with that process's pid (0 if unknown), then OpenWith waits until
+	// the TPM is free or Context is done. Without it OpenWith fails at once
+	// with ErrSoftwareTPMBusy.
+	Wait    func(holderPID int)
+	Context context.Context // nil: context.Background()
+	// Quiet: the caller tells the user about the software TPM itself, so
+	// OpenWith logs no warning about it.
+	Quiet bool
+}
+
+// Open is OpenWith with NewSoftwareTPM set: the behaviour library callers
+// and tests have always had.
+func Open(spec string, log *slog.Logger) (*TPM, error) {
+	return OpenWith(spec, log, OpenOptions{NewSoftwareTPM: true})
+}
+
+// OpenWith connects to a TPM. spec is one of
 //
 //	""              $SEALFS_TPM if set, else /dev/tpmrm0 if present, else ErrNoTPM
 //	/dev/...        a TPM character device (tpmrm0: kernel resource manager)
@@ -47,7 +74,7 @@ type TPM struct {
 //
 // A nil log discards messages. Connection failures wrap ErrNoTPM in a
 // *NoTPMError that tells the user how to fix them.
-func Open(spec string, log *slog.Logger) (*TPM, error) {
+func OpenWith(spec string, log *slog.Logger, o OpenOptions) (*TPM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -73,8 +100,10 @@ func Open(spec string, log *slog.Logger) (*TPM, error) {
 		t.tpm, err = openTCP(strings.TrimPrefix(spec, "tcp:"))
 	case strings.HasPrefix(spec, "swtpm:"):
 		dir := strings.TrimPrefix(spec, "swtpm:")
-		warnSoftwareTPM(log, dir)
-		t.sw, err = startSwtpm(dir, log)
+		if !o.Quiet {
+			warnSoftwareTPM(log, dir)
+		}
+		t.sw, err = startSwtpm(dir, log, o)
 		if err == nil {
 			t.tpm, err = openUnix(t.sw.sockPath())
 			if err != nil {
@@ -85,7 +114,7 @@ func Open(spec string, log *slog.Logger) (*TPM, error) {
 		return nil, fmt.Errorf("tpm: unknown TPM spec %q (want /dev/..., unix:PATH, tcp:HOST:PORT or swtpm:DIR)", spec)
 	}
 	if err != nil {
-		return nil, &NoTPMError{Spec: spec, Err: err, Hint: hintFor(spec)}
+		return nil, &NoTPMError{Spec: spec, Err: err, Hint: hintFor(spec, err)}
 	}
 	// swtpm serves one connection at a time and queues the others without
 	// a word: a short first deadline turns "busy" into an error, not a hang.
@@ -102,7 +131,7 @@ func Open(spec string, log *slog.Logger) (*TPM, error) {
 		err = fmt.Errorf("no answer within %v; is another program connected to this swtpm? (it serves one client at a time): %w", probeTimeout, err)
 	}
 	if err != nil {
-		return nil, errors.Join(&NoTPMError{Spec: spec, Err: err, Hint: hintFor(spec)}, t.Close())
+		return nil, errors.Join(&NoTPMError{Spec: spec, Err: err, Hint: hintFor(spec, err)}, t.Close())
 	}
 	return t, nil
 }
@@ -163,8 +192,14 @@ func openTCP(addr string) (transport.TPMCloser, error) {
 	return &streamTPM{conn: conn}, nil
 }
 
-func hintFor(spec string) string {
+func hintFor(spec string, err error) string {
 	switch {
+	case errors.Is(err, ErrSoftwareTPMBusy):
+		return "fix: wait for the other sealfs command to finish (a software TPM serves one client at a time)"
+	case errors.Is(err, ErrNoSoftwareTPM):
+		return "fix: check the path; only `sealfs init`, `sealfs recover` and `sealfs enroll` start a new software TPM"
+	case errors.Is(err, context.Canceled):
+		return ""
 	case strings.HasPrefix(spec, "/dev/"):
 		return "fix: check that the TPM is enabled in the firmware and that your user may open " + spec +
 			" (usually group `tss`); or use --tpm swtpm:DIR for a software TPM"

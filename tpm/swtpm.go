@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,9 @@ const (
 	swtpmCtrl = "ctrl"
 	swtpmPid  = "pid"
 	swtpmLock = "sealfs.lock"
+	// swtpmState is the file swtpm keeps a TPM 2.0's permanent state in
+	// from its first start: no such file, no TPM yet.
+	swtpmState = "tpm2-00.permall"
 )
 
 // swtpm control-channel command (swtpm's tpm_ioctl.h, CMD_SHUTDOWN): stop
@@ -47,7 +52,7 @@ func (p *swtpmProc) ctrlPath() string { return filepath.Join(p.dir, swtpmCtrl) }
 // startSwtpm starts swtpm on dir. A swtpm left running on dir by a crashed
 // run is shut down in order (TPM2_Shutdown, then ctrl shutdown) and replaced,
 // so that this process owns, and can reap, the one it talks to.
-func startSwtpm(dir string, log *slog.Logger) (*swtpmProc, error) {
+func startSwtpm(dir string, log *slog.Logger, o OpenOptions) (*swtpmProc, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, fmt.Errorf("swtpm binary not found: %w", err)
@@ -58,6 +63,9 @@ func startSwtpm(dir string, log *slog.Logger) (*swtpmProc, error) {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(filepath.Join(dir, swtpmState)); err != nil && !o.NewSoftwareTPM {
+		return nil, ErrNoSoftwareTPM
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating swtpm state dir: %w", err)
 	}
@@ -66,7 +74,7 @@ func startSwtpm(dir string, log *slog.Logger) (*swtpmProc, error) {
 		return nil, fmt.Errorf("restricting swtpm state dir: %w", err)
 	}
 	p := &swtpmProc{dir: dir, done: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
-	if p.lock, err = lockDir(filepath.Join(dir, swtpmLock)); err != nil {
+	if p.lock, err = lockDir(filepath.Join(dir, swtpmLock), o); err != nil {
 		return nil, err
 	}
 	if err := p.stopLeftover(log); err != nil {
@@ -83,21 +91,38 @@ func startSwtpm(dir string, log *slog.Logger) (*swtpmProc, error) {
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	// Own process group: a Ctrl-C at the password prompt must reach us, not
-	// kill swtpm before we could send TPM2_Shutdown.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	// kill swtpm before we could send TPM2_Shutdown. And it must not outlive
+	// us: a sealfs killed outright (SIGKILL) takes its swtpm along, which
+	// would otherwise keep running under init, holding the state directory.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := startPinned(p.cmd, p.done); err != nil {
 		p.lock.Close()
 		return nil, fmt.Errorf("starting swtpm: %w", err)
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
 	if err := p.waitReady(5 * time.Second); err != nil {
 		return nil, errors.Join(err, p.stop(log))
 	}
 	log.Debug("started swtpm", "dir", dir, "pid", p.cmd.Process.Pid)
 	return p, nil
+}
+
+// startPinned starts cmd from a goroutine locked to its OS thread, which
+// then waits for the process and closes done. PR_SET_PDEATHSIG fires when
+// the thread that forked the child ends, not the process, and Go ends a
+// thread whenever a goroutine exits while locked to it: the forking thread
+// must live as long as the child does.
+func startPinned(cmd *exec.Cmd, done chan struct{}) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the child
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+			close(done)
+		}
+	}()
+	return <-started
 }
 
 func (p *swtpmProc) waitReady(limit time.Duration) error {
@@ -242,19 +267,58 @@ func ctrlCommand(path string, cmd uint32) error {
 	return nil
 }
 
-func lockDir(path string) (*os.File, error) {
+// lockDir takes the state directory's lock, waiting for another sealfs
+// process that holds it when o.Wait is set, and records our pid in it so
+// that the next one can say whom it waits for.
+func lockDir(path string, o OpenOptions) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("locking swtpm state dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("swtpm state dir %s is in use by another sealfs process", filepath.Dir(path))
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for waiting := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
 		}
-		return nil, fmt.Errorf("locking swtpm state dir: %w", err)
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking swtpm state dir: %w", err)
+		}
+		if o.Wait == nil {
+			f.Close()
+			return nil, ErrSoftwareTPMBusy
+		}
+		if !waiting {
+			o.Wait(lockHolder(f))
+			waiting = true
+		}
+		// flock(2) cannot be interrupted from Go; poll instead.
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the software TPM in %s: %w", filepath.Dir(path), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, nil
+}
+
+// lockHolder returns the pid the lock's holder wrote into it, 0 if none.
+func lockHolder(f *os.File) int {
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:n])))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // tailBuffer keeps the last max bytes written, for error messages.

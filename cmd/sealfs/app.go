@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,9 +10,9 @@ import (
 	"github.com/sealfs/sealfs/tpm"
 )
 
-// app carries the global options and I/O of one invocation. Tests run the
-// binary, so this is per-process state, but keeping it in a value rather
-// than in package globals keeps each command's inputs explicit.
+// app carries the options and I/O of one invocation. Tests run the binary,
+// so this is per-process state, but keeping it in a value rather than in
+// package globals keeps each command's inputs explicit.
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -25,11 +23,16 @@ type app struct {
 	recoveryKeyFile string
 	slot            string
 	debug           bool
+	quiet           bool
+	// newTPM: this command may start a new software TPM for swtpm:DIR
+	// (init, recover, enroll); the others refuse a DIR without one.
+	newTPM bool
 
 	// envPassword is $SEALFS_PASSWORD, taken out of the environment at start
 	// so that neither --extpass commands nor the mount daemon inherit it.
 	envPassword []byte
 
+	intr       *interrupts
 	log        *slog.Logger
 	closers    []func()
 	tpmClosers []func()
@@ -61,56 +64,12 @@ func (a *app) closeResources() {
 	clear(a.envPassword)
 }
 
-// usageError marks a command-line mistake (exit code 2).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-var errHelp = errors.New("help shown")
-
-// flagSet returns a FlagSet for one subcommand with the global flags added.
-func (a *app) flagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	fs.StringVar(&a.tpmSpec, "tpm", a.tpmSpec, "TPM to use: /dev/tpmrm0, unix:PATH, tcp:HOST:PORT or swtpm:DIR (default $"+tpm.EnvTPM+" or /dev/tpmrm0)")
-	fs.StringVar(&a.passwordFile, "password-file", a.passwordFile, "read the password from `FILE`")
-	fs.StringVar(&a.extpass, "extpass", a.extpass, "run `CMD` via sh -c; its stdout is the password")
-	fs.StringVar(&a.recoveryKeyFile, "recovery-key-file", a.recoveryKeyFile, "read the recovery key from `FILE`")
-	fs.StringVar(&a.slot, "slot", a.slot, "unlock with TPM slot `ID` when this TPM holds several (see `sealfs slots`)")
-	fs.BoolVar(&a.debug, "v", a.debug, "debug logging")
-	return fs
-}
-
-// parse parses args with flags allowed anywhere (the standard flag package
-// stops at the first positional argument) and checks the positional count.
-func (a *app) parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, errHelp
-			}
-			return nil, &usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// notef prints a note for people (a sentence, once) unless -q.
+func (a *app) notef(format string, args ...any) {
+	if a.quiet {
+		return
 	}
-	a.log = newLogger(a.stderr, a.debug)
-	if len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos) {
-		c := findCommand(fs.Name())
-		want := ""
-		if c != nil {
-			want = c.args
-		}
-		return nil, usagef("%s: want arguments %q, got %q", fs.Name(), want, strings.Join(pos, " "))
-	}
-	return pos, nil
+	fmt.Fprintf(a.stderr, "sealfs: note: "+format+"\n", args...)
 }
 
 // openTPM connects to the TPM chosen by --tpm / $SEALFS_TPM, once per
@@ -121,7 +80,7 @@ func (a *app) openTPM() (*tpm.TPM, error) {
 	if a.tpm != nil {
 		return a.tpm, nil
 	}
-	t, err := tpm.Open(a.tpmSpec, a.log)
+	t, err := a.openTPMSpec(a.tpmSpec, a.newTPM)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +93,50 @@ func (a *app) openTPM() (*tpm.TPM, error) {
 	return t, nil
 }
 
+// openTPMSpec opens spec; a software TPM that another sealfs command is
+// using is waited for, with one line saying so.
+func (a *app) openTPMSpec(spec string, newTPM bool) (*tpm.TPM, error) {
+	shown := spec
+	if shown == "" {
+		shown = os.Getenv(tpm.EnvTPM)
+	}
+	return tpm.OpenWith(spec, a.log, tpm.OpenOptions{
+		NewSoftwareTPM: newTPM,
+		Quiet:          true, // init and status say it in a sentence (softwareTPMNote)
+		Context:        a.intr.context(),
+		Wait: func(pid int) {
+			who := "another sealfs command"
+			if c := commandOf(pid); c != "" {
+				who = fmt.Sprintf("another sealfs command (pid %d: %s)", pid, c)
+			}
+			fmt.Fprintf(a.stderr, "sealfs: waiting for the software TPM %s: %s is using it; it serves one command at a time\n",
+				strings.TrimPrefix(shown, "swtpm:"), who)
+		},
+	})
+}
+
+// commandOf returns "sealfs SUBCOMMAND" for a sealfs process, "" if pid is
+// not one (or is gone).
+func commandOf(pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	if len(args) == 0 || !strings.Contains(args[0], "sealfs") {
+		return ""
+	}
+	for _, arg := range args[1:] {
+		if isCommandName(arg) {
+			return "sealfs " + arg
+		}
+	}
+	return "sealfs"
+}
+
 // closeTPMs releases TPM connections early: a mount does not need the TPM
 // once unlocked, and swtpm serves one client at a time.
 func (a *app) closeTPMs() {
@@ -142,4 +145,14 @@ func (a *app) closeTPMs() {
 	}
 	a.tpmClosers = nil
 	a.tpm = nil
+}
+
+func (a *app) tpmSpecShown() string {
+	if a.tpmSpec != "" {
+		return a.tpmSpec
+	}
+	if s := os.Getenv(tpm.EnvTPM); s != "" {
+		return s
+	}
+	return "/dev/tpmrm0"
 }

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -16,20 +15,19 @@ import (
 	"github.com/sealfs/sealfs/internal/vault"
 )
 
-func cmdInit(a *app, args []string) error {
-	fs := a.flagSet("init")
-	sf := addSlotFlags(fs)
-	noConfirm := fs.Bool("no-confirm", false, "do not ask to type back part of the recovery key (for scripts)")
-	showQR := fs.Bool("qr", false, "print the recovery key's QR code even when standard output is not a terminal")
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	dir := pos[0]
+type initOptions struct {
+	slot      *slotFlags
+	noConfirm bool
+	qr        bool
+}
+
+func (a *app) cmdInit(dir string, o initOptions) error {
 	if err := checkInitDir(dir); err != nil {
 		return err
 	}
-	opts, err := sf.opts()
+	_, statErr := os.Stat(dir)
+	madeDir := errors.Is(statErr, fs.ErrNotExist)
+	opts, err := o.slot.opts()
 	if err != nil {
 		return err
 	}
@@ -37,6 +35,7 @@ func cmdInit(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.softwareTPMNote(t)
 	a.warnPlainSlot(t, opts)
 	pw, err := a.password("New vault password", true)
 	if err != nil {
@@ -45,13 +44,32 @@ func cmdInit(a *app, args []string) error {
 	defer clear(pw)
 	v, rk, err := vault.Create(dir, a.log, vault.FromTPM(t), pw, vault.CreateOptions{
 		Seal:  opts,
-		Label: *sf.label,
+		Label: o.slot.labelOrHost(),
 	})
 	if err != nil {
 		return err
 	}
 	defer v.Wipe()
 	defer clear(rk[:])
+	// An unconfirmed key may be lost already, and an interrupted init never
+	// showed it: take the vault back rather than leave one whose only spare
+	// key nobody holds.
+	discard := func(cause error) error {
+		err := v.Discard(vault.FromTPM(t))
+		if madeDir {
+			os.Remove(dir) // only if empty: nothing else was ever there
+		}
+		if err != nil {
+			a.log.Warn("could not take back all of the unfinished vault", "err", err)
+		}
+		if errors.Is(cause, errInterrupted) {
+			return fmt.Errorf("%w; the vault was not created", cause)
+		}
+		return fmt.Errorf("%w; the vault was not created (use --no-confirm in scripts)", cause)
+	}
+	if err := a.intr.err(); err != nil {
+		return discard(err)
+	}
 
 	out := a.stdout
 	fmt.Fprintf(out, "Created a sealfs vault in %s.\n", dir)
@@ -59,45 +77,34 @@ func cmdInit(a *app, args []string) error {
 		a.reportLimit(s[0])
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "Recovery key: write it down and keep it away from this machine. It is shown only")
-	fmt.Fprintln(out, "this once and opens the vault if this machine, its TPM or your password is lost.")
-	fmt.Fprintln(out)
+	fmt.Fprintf(out, "Recovery key (%s):\n\n", recoveryKeyShort)
 	// One line of 79 characters: fits a terminal, and a script can grep it.
 	display := rk.Display()
 	defer clear(display)
 	out.Write(display)
 	fmt.Fprint(out, "\n\n")
-	if *showQR || isTerminal(out) {
+	fmt.Fprintln(out, "Write it down and keep it away from this machine. It is shown only this once and")
+	fmt.Fprintln(out, "opens the vault if this machine, its TPM or your password is lost.")
+	fmt.Fprintln(out)
+	if o.qr || isTerminal(out) {
 		// rsc.io/qr takes a string: that copy of the key cannot be wiped.
 		if err := writeQR(out, string(display)); err != nil {
 			a.log.Warn("could not draw the QR code", "err", err)
 		}
 		fmt.Fprintln(out)
 	}
-	if *noConfirm {
+	if o.noConfirm {
 		return nil
 	}
-	if err := confirmRecoveryKey(rk); err != nil {
-		// An unconfirmed key may be lost already: take the vault back rather
-		// than leave one whose only spare key nobody holds.
-		if rmErr := os.Remove(filepath.Join(dir, crypto.HeaderFileName)); rmErr != nil {
-			return errors.Join(err, rmErr)
-		}
-		// No header names the slot any more: free an attempt-limited
-		// slot's NV index, which would otherwise stay defined for good.
-		for _, s := range v.TPMSlots(nil) {
-			if relErr := vault.ReleaseSlot(vault.FromTPM(t), s); relErr != nil {
-				a.log.Warn("could not free the TPM NV index of the discarded slot", "nv_index", fmt.Sprintf("%#x", s.TPM.NVIndex), "err", relErr)
-			}
-		}
-		return fmt.Errorf("%w; the vault was not created (use --no-confirm in scripts)", err)
+	if err := a.confirmRecoveryKey(rk); err != nil {
+		return discard(err)
 	}
 	fmt.Fprintln(out, "Recovery key confirmed.")
 	return nil
 }
 
 // confirmRecoveryKey asks the user to type back one random group.
-func confirmRecoveryKey(rk crypto.RecoveryKey) error {
+func (a *app) confirmRecoveryKey(rk crypto.RecoveryKey) error {
 	t, err := tty()
 	if err != nil {
 		return errors.New("no terminal to confirm the recovery key")
@@ -112,15 +119,18 @@ func confirmRecoveryKey(rk crypto.RecoveryKey) error {
 	}
 	i := int(n.Int64())
 	want := display[i*(groupLen+1) : i*(groupLen+1)+groupLen]
-	r := bufio.NewReader(t)
 	for attempt := 0; attempt < 3; attempt++ {
 		fmt.Fprintf(t, "To confirm you saved it, type group %d of the recovery key: ", i+1)
-		line, err := r.ReadBytes('\n')
-		ok := bytes.EqualFold(bytes.TrimSpace(line), want)
-		clear(line)
+		line, err := a.readLine(t, 256)
 		if err != nil {
+			fmt.Fprintln(t)
+			if errors.Is(err, errInterrupted) {
+				return err
+			}
 			return fmt.Errorf("reading the confirmation: %w", err)
 		}
+		ok := bytes.EqualFold(bytes.TrimSpace(line), want)
+		clear(line)
 		if ok {
 			return nil
 		}

@@ -22,82 +22,129 @@ const (
 	fdReady = 4 // one line back: "ok" or "error <message>"
 )
 
-func cmdMount(a *app, args []string) error {
-	fs := a.flagSet("mount")
-	foreground := fs.Bool("f", false, "stay in the foreground (logs to stderr)")
-	var o mountOptions
-	fs.BoolVar(&o.readOnly, "ro", false, "mount read-only")
-	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users enter the mount (needs user_allow_other in /etc/fuse.conf)")
-	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request")
-	fs.DurationVar(&o.idle, "idle", 0, "unmount and wipe the key after `DURATION` without file system activity (0: never)")
-	daemonMode := fs.Bool("daemon", false, "internal: run as the background daemon, key on fd 3")
-	withRecovery := fs.Bool("with-recovery", false, "unlock with the recovery key (prompted) instead of this machine's password")
-	pos, err := a.parse(fs, args, 2, 2)
+// mountRequest is one mount, from `sealfs mount` or from mount(8).
+type mountRequest struct {
+	cipherDir, mountpoint string // as given
+	foreground            bool
+	withRecovery          bool
+	nonempty              bool
+	daemon                bool // internal: the background daemon itself
+	fuse                  mountOptions
+	// opts are -o arguments, applied before anything else; sloppy
+	// (mount -s) ignores unknown ones.
+	opts   []string
+	sloppy bool
+	// helper: run by mount(8) (mount -t fuse.sealfs, fstab), which prints
+	// nothing on success; fake: mount -f, check everything but mount.
+	helper, fake bool
+}
+
+func (a *app) mount(r *mountRequest) error {
+	for _, o := range r.opts {
+		if err := a.applyMountOptions(r, o, r.sloppy); err != nil {
+			return err
+		}
+	}
+	cipherDir, err := absDir(r.cipherDir, "cipher directory")
 	if err != nil {
 		return err
 	}
-	cipherDir, err := absDir(pos[0], "cipher directory")
+	mountpoint, err := absDir(r.mountpoint, "mountpoint")
 	if err != nil {
-		return err
+		return explainDeadMount(r.mountpoint, err)
 	}
-	mountpoint, err := absDir(pos[1], "mountpoint")
-	if err != nil {
-		return err
-	}
-	if *daemonMode {
-		return runDaemon(a, cipherDir, mountpoint, o)
+	if r.daemon {
+		a.intr.stop() // serveMount handles the signals
+		a.log = daemonLogger(a.stderr, a.debug)
+		return runDaemon(a, cipherDir, mountpoint, r.fuse)
 	}
 	if files, err := filesFor(mountpoint); err == nil {
 		if r, err := controlRequest(files.sock, ctlPing, 2*time.Second); err == nil && r == "ok" {
-			return fmt.Errorf("%s is already mounted by sealfs (`sealfs unmount %s` first)", mountpoint, pos[1])
+			return fmt.Errorf("%s is already mounted by sealfs (`sealfs unmount %s` first)", mountpoint, mountpoint)
 		}
 	}
 	if err := vaultInUse(cipherDir); err != nil {
 		return err
 	}
+	if !r.nonempty {
+		if err := checkEmptyMountpoint(mountpoint); err != nil {
+			return err
+		}
+	}
+	if r.fake {
+		return nil
+	}
 	v, err := a.loadVault(cipherDir)
 	if err != nil {
 		return err
 	}
-	if err := a.unlock(v, *withRecovery); err != nil {
+	if err := a.unlock(v, r.withRecovery); err != nil {
 		return err
 	}
 	// The mount never needs the TPM again; a managed swtpm is stopped now.
 	a.closeTPMs()
-	if *foreground {
-		return serveMount(a.log, v, mountpoint, o, func(error) {})
+	if err := a.intr.err(); err != nil {
+		return err
 	}
-	return startDaemon(a, v, cipherDir, mountpoint, o)
+	if r.foreground {
+		a.intr.stop() // serveMount handles the signals from here
+		log := daemonLogger(a.stderr, a.debug)
+		return serveMount(log, v, mountpoint, r.fuse, func(err error) {
+			if err == nil {
+				sdNotify(fmt.Sprintf("READY=1\nSTATUS=%s mounted at %s", cipherDir, mountpoint))
+			}
+		})
+	}
+	logPath, err := startDaemon(a, v, cipherDir, mountpoint, r.fuse)
+	if err != nil {
+		return err
+	}
+	if !a.quiet && !r.helper {
+		ro := ""
+		if r.fuse.readOnly {
+			ro = " (read-only)"
+		}
+		fmt.Fprintf(a.stdout, "Mounted %s at %s%s. Unmount with `sealfs unmount %s`; log: %s\n", cipherDir, mountpoint, ro, mountpoint, logPath)
+	}
+	return nil
 }
 
 // startDaemon re-executes sealfs as the background daemon and hands it the
 // unlocked master key over an inherited pipe — never argv or the
 // environment, which other processes of the same user can read in /proc.
 // It returns once the daemon reports the mount ready (or why it failed).
-func startDaemon(a *app, v *vault.Vault, cipherDir, mountpoint string, o mountOptions) error {
+func startDaemon(a *app, v *vault.Vault, cipherDir, mountpoint string, o mountOptions) (logPath string, err error) {
 	files, err := filesFor(mountpoint)
 	if err != nil {
-		return err
+		return "", err
 	}
-	logf, err := os.OpenFile(files.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("daemon log: %w", err)
+	// Under systemd (a mount unit, a service) the daemon logs to the
+	// journal, as its caller does; elsewhere to a file of its own.
+	var logf *os.File
+	if isJournal(a.stderr) {
+		logf, logPath = a.stderr.(*os.File), "the journal"
+	} else {
+		logf, err = os.OpenFile(files.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("daemon log: %w", err)
+		}
+		defer logf.Close()
+		logPath = files.log
 	}
-	defer logf.Close()
 	keyR, keyW, err := os.Pipe()
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer keyW.Close()
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		keyR.Close()
-		return err
+		return "", err
 	}
 	defer readyR.Close()
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return "", err
 	}
 	args := []string{"mount", "--daemon", "--idle", o.idle.String()}
 	for flag, on := range map[string]bool{"--ro": o.readOnly, "--allow-other": o.allowOther, "--debug": o.debug, "-v": a.debug} {
@@ -115,7 +162,7 @@ func startDaemon(a *app, v *vault.Vault, cipherDir, mountpoint string, o mountOp
 	keyR.Close()
 	readyW.Close()
 	if err != nil {
-		return fmt.Errorf("starting the mount daemon: %w", err)
+		return "", fmt.Errorf("starting the mount daemon: %w", err)
 	}
 	_, werr := keyW.Write(v.MasterKey().Bytes())
 	keyW.Close()
@@ -123,20 +170,20 @@ func startDaemon(a *app, v *vault.Vault, cipherDir, mountpoint string, o mountOp
 	if werr != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return fmt.Errorf("handing the key to the mount daemon: %w", werr)
+		return "", fmt.Errorf("handing the key to the mount daemon: %w", werr)
 	}
 	line, _ := bufio.NewReader(readyR).ReadString('\n')
 	line = strings.TrimSpace(line)
 	if line == "ok" {
-		a.log.Debug("mount daemon ready", "pid", cmd.Process.Pid, "log", files.log)
+		a.log.Debug("mount daemon ready", "pid", cmd.Process.Pid, "log", logPath)
 		// The daemon is not our child to wait for: release it.
-		return cmd.Process.Release()
+		return logPath, cmd.Process.Release()
 	}
 	werr = cmd.Wait()
 	if msg, ok := strings.CutPrefix(line, "error "); ok {
-		return errors.New(msg)
+		return "", errors.New(msg)
 	}
-	return fmt.Errorf("the mount daemon exited before the mount was ready (%v); see %s", werr, files.log)
+	return "", fmt.Errorf("the mount daemon exited before the mount was ready (%v); see %s", werr, logPath)
 }
 
 // runDaemon is the background side of startDaemon.

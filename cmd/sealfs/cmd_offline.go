@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -15,73 +19,129 @@ import (
 
 // extract and fsck read the cipher folder directly (internal/offline), so a
 // restore and a health check work where FUSE does not: a container, a rescue
-// system, another OS's Linux VM.
+// system, another OS's Linux VM. Their exit statuses follow fsck(8)
+// (exit.go): 0 clean, 4 problems left, 8 could not run.
 
-func cmdExtract(a *app, args []string) error {
-	fs := a.flagSet("extract")
-	withRecovery := fs.Bool("with-recovery", false, "unlock with the recovery key (prompted) instead of this machine's password")
-	quiet := fs.Bool("q", false, "no progress bar")
-	pos, err := a.parse(fs, args, 2, 3)
-	if err != nil {
-		return err
-	}
-	v, err := a.unlockedVault(pos[0], *withRecovery)
-	if err != nil {
-		return err
-	}
-	sub := ""
-	if len(pos) == 3 {
-		sub = pos[2]
-	}
-	bar := a.progress(offline.TotalBytes(pos[0]), "extracting", *quiet)
-	r, err := offline.Extract(offline.ExtractOptions{Keys: v.Keys(), CipherDir: pos[0], Dest: pos[1], Path: sub,
-		Progress: func(n int64) { _ = bar.Add64(n) }})
-	_ = bar.Finish()
-	if err != nil {
-		return fmt.Errorf("extract: %w", err)
-	}
-	fmt.Fprintf(a.stdout, "extracted %d files, %d directories, %d symlinks, %d other into %s\n",
-		r.Files, r.Dirs, r.Symlinks, r.Other, pos[1])
-	return problemsError(a.stdout, r, "extract")
+type offlineOptions struct {
+	withRecovery bool
+	asJSON       bool
+	// extract only
+	dest, path              string
+	overwrite, skipExisting bool
 }
 
-func cmdFsck(a *app, args []string) error {
-	fs := a.flagSet("fsck")
-	withRecovery := fs.Bool("with-recovery", false, "unlock with the recovery key (prompted) instead of this machine's password")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	quiet := fs.Bool("q", false, "no progress bar")
-	pos, err := a.parse(fs, args, 1, 1)
+func (a *app) cmdFsck(dir string, o offlineOptions) error {
+	v, err := a.unlockedVault(dir, o.withRecovery)
 	if err != nil {
-		return err
+		return couldNotRun(err)
 	}
-	v, err := a.unlockedVault(pos[0], *withRecovery)
-	if err != nil {
-		return err
-	}
-	bar := a.progress(offline.TotalBytes(pos[0]), "verifying", *quiet || *asJSON)
-	r, err := offline.Check(v.Keys(), pos[0], func(n int64) { _ = bar.Add64(n) })
+	bar := a.progress(offline.TotalBytes(dir), "verifying", a.quiet || o.asJSON)
+	var r *offline.Report
+	a.intr.abandonable(func() {
+		r, err = offline.Check(v.Keys(), dir, func(n int64) { _ = bar.Add64(n) })
+	})
 	_ = bar.Finish()
-	if err != nil {
-		return fmt.Errorf("fsck: %w", err)
+	if err == nil {
+		err = a.intr.err()
 	}
-	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
-			return err
+	if err != nil {
+		return couldNotRun(fmt.Errorf("fsck: %w", err))
+	}
+	if o.asJSON {
+		if err := writeJSON(a.stdout, r); err != nil {
+			return couldNotRun(err)
 		}
-		if !r.OK() {
-			return fmt.Errorf("fsck: %d problem(s) found", len(r.Problems))
+	} else {
+		fmt.Fprintf(a.stdout, "checked %s (%s in %s)%s\n",
+			plural(r.Files, "file", "files"), humanBytes(r.CipherBytes), plural64(r.Blocks, "block", "blocks"), entryCounts(r, ", "))
+		printProblems(a.stdout, r.Problems, false)
+	}
+	return reportStatus("fsck", r.Problems, false)
+}
+
+func (a *app) cmdExtract(dir string, o offlineOptions) error {
+	if o.overwrite && o.skipExisting {
+		return usagef("extract: choose --overwrite or --skip-existing, not both")
+	}
+	target := o.dest
+	if o.path != "" {
+		target = filepath.Join(o.dest, filepath.Clean("/"+o.path))
+	}
+	if !o.overwrite && !o.skipExisting {
+		// Before the password: nothing is unlocked for an extract that
+		// cannot start.
+		if err := checkNewTarget(target); err != nil {
+			return couldNotRun(err)
 		}
+	}
+	v, err := a.unlockedVault(dir, o.withRecovery)
+	if err != nil {
+		return couldNotRun(err)
+	}
+	bar := a.progress(offline.TotalBytes(dir), "extracting", a.quiet || o.asJSON)
+	var r *offline.Report
+	a.intr.abandonable(func() {
+		r, err = offline.Extract(offline.ExtractOptions{Keys: v.Keys(), CipherDir: dir, Dest: o.dest, Path: o.path,
+			Overwrite: o.overwrite, Progress: func(n int64) { _ = bar.Add64(n) }})
+	})
+	_ = bar.Finish()
+	if err == nil {
+		err = a.intr.err()
+	}
+	if err != nil {
+		if o.path != "" && errors.Is(err, fs.ErrNotExist) {
+			// The cipher path in the error means nothing to the user.
+			return couldNotRun(fmt.Errorf("extract: %s is not in the vault (give the path as the mount shows it, "+
+				"from the vault's top, e.g. photos/2024)", o.path))
+		}
+		return couldNotRun(fmt.Errorf("extract: %w", err))
+	}
+	if o.asJSON {
+		if err := writeJSON(a.stdout, struct {
+			CipherDir string `json:"cipher_dir"`
+			Dest      string `json:"dest"`
+			Path      string `json:"path,omitempty"`
+			*offline.Report
+		}{dir, o.dest, o.path, r}); err != nil {
+			return couldNotRun(err)
+		}
+	} else {
+		fmt.Fprintf(a.stdout, "extracted %s%s (%s read from the vault) into %s\n",
+			plural(r.Files, "file", "files"), entryCounts(r, ", "), humanBytes(r.CipherBytes), target)
+		printProblems(a.stdout, r.Problems, o.skipExisting)
+	}
+	return reportStatus("extract", r.Problems, o.skipExisting)
+}
+
+// checkNewTarget refuses an extract into a target that exists and is not an
+// empty directory, and says how to choose.
+func checkNewTarget(target string) error {
+	fi, err := os.Lstat(target)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	fmt.Fprintf(a.stdout, "checked %d files (%d blocks, %d bytes), %d directories, %d symlinks, %d other\n",
-		r.Files, r.Blocks, r.CipherBytes, r.Dirs, r.Symlinks, r.Other)
-	return problemsError(a.stdout, r, "fsck")
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		f, err := os.Open(target)
+		if err != nil {
+			return err
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("extract: %s already exists and is not an empty folder; extract into a new folder, or choose "+
+		"what happens to what is there: --skip-existing keeps it and extracts the rest, "+
+		"--overwrite replaces it with the vault's version", target)
 }
 
 // unlockedVault loads and unlocks a vault for reading; it is wiped when the
-// command ends.
+// command ends. The TPM is not needed after the unlock: a software TPM is
+// released for other commands at once.
 func (a *app) unlockedVault(dir string, withRecovery bool) (*vault.Vault, error) {
 	v, err := a.loadVault(dir)
 	if err != nil {
@@ -90,20 +150,129 @@ func (a *app) unlockedVault(dir string, withRecovery bool) (*vault.Vault, error)
 	if err := a.unlock(v, withRecovery); err != nil {
 		return nil, err
 	}
-	return v, nil
+	a.closeTPMs()
+	return v, a.intr.err()
 }
 
-// problemsError lists the report's problems and turns them into the
-// command's failure (exit 1).
-func problemsError(w io.Writer, r *offline.Report, what string) error {
-	if r.OK() {
-		fmt.Fprintln(w, "no problems found")
+// noteKinds are problem kinds that report a state rather than damage, and
+// so do not count against the exit status (issue 15: sync conflict copies,
+// a sync in progress). skipped is extract --skip-existing: what DEST
+// already held is kept on purpose.
+var noteKinds = map[string]bool{}
+
+func isNote(p offline.Problem, skipped bool) bool {
+	return noteKinds[p.Kind] || (skipped && p.Kind == offline.KindDestination)
+}
+
+// reportStatus maps a report to the exit status: nil when nothing counts
+// as a problem, exit status 4 otherwise (1 once fsck --repair exists and
+// repaired them all).
+func reportStatus(what string, ps []offline.Problem, skipped bool) error {
+	n := 0
+	for _, p := range ps {
+		if !isNote(p, skipped) {
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	for _, p := range r.Problems {
-		fmt.Fprintln(w, p)
+	return &codedError{code: problemStatus(n, n), err: fmt.Errorf("%s: %s found", what, plural(n, "problem", "problems"))}
+}
+
+// problemStatus is fsck(8)'s status for found problems of which left remain.
+func problemStatus(found, left int) int {
+	switch {
+	case found == 0:
+		return exitOK
+	case left == 0:
+		return exitRepaired
 	}
-	return fmt.Errorf("%s: %d problem(s) found", what, len(r.Problems))
+	return exitProblems
+}
+
+// printProblems lists problems by their path in the vault, the cipher file
+// behind each on a second line.
+func printProblems(w io.Writer, ps []offline.Problem, skipped bool) {
+	var problems, notes []offline.Problem
+	for _, p := range ps {
+		if isNote(p, skipped) {
+			notes = append(notes, p)
+		} else {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(w, "no problems found")
+	} else {
+		fmt.Fprintf(w, "%s:\n", plural(len(problems), "problem", "problems"))
+		for _, p := range problems {
+			printProblem(w, p)
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "%s (not problems):\n", plural(len(notes), "note", "notes"))
+		for _, p := range notes {
+			if skipped && p.Kind == offline.KindDestination {
+				fmt.Fprintf(w, "  kept what was there: %s\n", p.PlainPath)
+				continue
+			}
+			printProblem(w, p)
+		}
+	}
+}
+
+// entryCounts lists the directories, symlinks and other entries of a
+// report that there are, each after sep.
+func entryCounts(r *offline.Report, sep string) string {
+	var b strings.Builder
+	for _, c := range []struct {
+		n         int
+		one, many string
+	}{{r.Dirs, "directory", "directories"}, {r.Symlinks, "symlink", "symlinks"}, {r.Other, "other entry", "other entries"}} {
+		if c.n > 0 {
+			b.WriteString(sep + plural(c.n, c.one, c.many))
+		}
+	}
+	return b.String()
+}
+
+func printProblem(w io.Writer, p offline.Problem) {
+	if p.PlainPath == "" || p.PlainPath == p.CipherPath {
+		fmt.Fprintf(w, "  %s: %s: %s\n", p.Kind, p.CipherPath, p.Detail)
+		return
+	}
+	fmt.Fprintf(w, "  %s: %s: %s\n      (stored as %s)\n", p.Kind, p.PlainPath, p.Detail, p.CipherPath)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// humanBytes is a size in IEC units, one decimal: "1.9 GiB".
+func humanBytes(n int64) string {
+	if n < 1024 {
+		return plural64(n, "byte", "bytes")
+	}
+	v, unit := float64(n), ""
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
+		v, unit = v/1024, u
+		if v < 1024 {
+			break
+		}
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+func plural(n int, one, many string) string { return plural64(int64(n), one, many) }
+
+func plural64(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // progress returns a byte-sized progress bar on stderr when it is a terminal

@@ -7,18 +7,12 @@ import (
 	"github.com/sealfs/sealfs/tpm"
 )
 
-func cmdRecover(a *app, args []string) error {
-	fs := a.flagSet("recover")
-	sf := addSlotFlags(fs)
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
+func (a *app) cmdRecover(dir string, sf *slotFlags) error {
 	opts, err := sf.opts()
 	if err != nil {
 		return err
 	}
-	v, err := a.loadVault(pos[0])
+	v, err := a.loadVault(dir)
 	if err != nil {
 		return err
 	}
@@ -36,6 +30,9 @@ func cmdRecover(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
+	if err := a.intr.err(); err != nil {
+		return err
+	}
 	srk, err := t.SRKName()
 	if err != nil {
 		return err
@@ -45,7 +42,7 @@ func cmdRecover(a *app, args []string) error {
 		replaced = append(replaced, s.ID)
 	}
 	// Replaced attempt-limited slots lose their NV index here too.
-	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, *sf.label, true)
+	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, sf.labelOrHost(), true)
 	if err != nil {
 		return err
 	}
@@ -115,5 +112,5 @@ func (a *app) warnLockout(info tpm.LockoutInfo) {
 	}
 	fmt.Fprintf(a.stderr, "note: this TPM is still locked against password guessing; the new password works once it recovers (up to %s), "+
 		"or after its owner runs TPM2_DictionaryAttackLockReset with the TPM's lockout password (sealfs does not guess it). "+
-		"Until then mount with --recovery-key-file.\n", info.Interval)
+		"Until then: `sealfs mount --with-recovery CIPHERDIR MOUNTPOINT`.\n", info.Interval)
 }

@@ -2,35 +2,26 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/sealfs/sealfs/internal/vault"
 	"github.com/sealfs/sealfs/tpm"
 )
 
-func cmdPasswd(a *app, args []string) error {
-	fs := a.flagSet("passwd")
-	newFile := fs.String("new-password-file", "", "read the new password from `FILE` (else asked twice)")
-	var limit maxTriesFlag
-	fs.Var(&limit, "max-tries", "also set the slot's attempt limit: after `N` consecutive wrong passwords only the recovery key opens the vault (0: no limit; default: keep the slot's)")
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	v, err := a.loadVault(pos[0])
+func (a *app) cmdPasswd(dir, newFile string, limit maxTriesFlag) error {
+	v, err := a.loadVault(dir)
 	if err != nil {
 		return err
 	}
 	if err := v.CheckPins(a.slot); err != nil {
-		return err
+		return a.explainUnlock(v, err)
 	}
 	t, err := a.openTPM()
 	if err != nil {
 		return err
 	}
 	if err := v.CheckPasswordSlots(vault.FromTPM(t), a.slot); err != nil {
-		return err
+		return a.explainUnlock(v, err)
 	}
 	srk, err := t.SRKName()
 	if err != nil {
@@ -41,11 +32,14 @@ func cmdPasswd(a *app, args []string) error {
 		return err
 	}
 	defer clear(old)
-	pw, err := newPassword(*newFile, "New password")
+	pw, err := a.newPassword(newFile, "New password")
 	if err != nil {
 		return err
 	}
 	defer clear(pw)
+	if err := a.intr.err(); err != nil {
+		return err
+	}
 	wasLimited := map[string]bool{}
 	for _, s := range v.TPMSlots(srk) {
 		wasLimited[s.ID] = vault.Limited(s.TPM)
@@ -65,52 +59,34 @@ func cmdPasswd(a *app, args []string) error {
 	return nil
 }
 
-// slotFlags are the policy flags of a new TPM slot.
-type slotFlags struct {
-	pcrs     pcrList
-	maxTries *uint
-	label    *string
-}
-
-func addSlotFlags(fs *flag.FlagSet) *slotFlags {
-	sf := &slotFlags{}
-	fs.Var(&sf.pcrs, "pcr", "also bind the new TPM slot to these PCRs (e.g. 7 or 0,7)")
-	sf.maxTries = fs.Uint("max-tries", defaultMaxTries, "the TPM ends the new slot for good after `N` consecutive wrong passwords (a right one restores all N); "+
-		"after that only the recovery key opens the vault. 0: a plain slot, limited only by the TPM's dictionary-attack lockout, which on most machines anyone can reset")
-	sf.label = fs.String("label", hostname(), "label of the new TPM slot")
-	return sf
-}
-
 func (sf *slotFlags) opts() (vault.SealOptions, error) {
-	if *sf.maxTries > tpm.MaxTriesLimit {
+	if sf.maxTries > tpm.MaxTriesLimit {
 		return vault.SealOptions{}, usagef("--max-tries: at most %d (beyond that a limit stops being one)", tpm.MaxTriesLimit)
 	}
-	return vault.SealOptions{PCRs: sf.pcrs, MaxTries: uint32(*sf.maxTries)}, nil
+	return vault.SealOptions{PCRs: sf.pcrs, MaxTries: uint32(sf.maxTries)}, nil
 }
 
-func cmdEnroll(a *app, args []string) error {
-	fs := a.flagSet("enroll")
-	sf := addSlotFlags(fs)
-	withPassword := fs.Bool("with-password", false, "authorise with the password of an existing slot instead of the recovery key")
-	fromTPM := fs.String("from-tpm", "", "with --with-password: the TPM (`SPEC`) holding that slot (default: the --tpm one)")
-	newFile := fs.String("new-password-file", "", "with --with-password: read the new slot's password from `FILE`")
-	pos, err := a.parse(fs, args, 1, 1)
+type enrollOptions struct {
+	slot         *slotFlags
+	withPassword bool
+	fromTPM      string
+	newFile      string
+}
+
+func (a *app) cmdEnroll(dir string, o enrollOptions) error {
+	opts, err := o.slot.opts()
 	if err != nil {
 		return err
 	}
-	opts, err := sf.opts()
-	if err != nil {
-		return err
+	if o.fromTPM != "" {
+		o.withPassword = true
 	}
-	v, err := a.loadVault(pos[0])
-	if err != nil {
-		return err
-	}
-	if *fromTPM != "" {
-		*withPassword = true
-	}
-	if *withPassword && a.recoveryKeyFile != "" {
+	if o.withPassword && a.recoveryKeyFile != "" {
 		return usagef("enroll: give either --with-password or --recovery-key-file")
+	}
+	v, err := a.loadVault(dir)
+	if err != nil {
+		return err
 	}
 	t, err := a.openTPM()
 	if err != nil {
@@ -118,19 +94,20 @@ func cmdEnroll(a *app, args []string) error {
 	}
 	a.warnPlainSlot(t, opts)
 	var pw []byte
-	if *withPassword {
+	if o.withPassword {
 		from := t
-		if *fromTPM != "" {
-			if from, err = tpm.Open(*fromTPM, a.log); err != nil {
+		if o.fromTPM != "" {
+			// The other machine's TPM must exist: never a new one.
+			if from, err = a.openTPMSpec(o.fromTPM, false); err != nil {
 				return err
 			}
 			defer from.Close()
 		}
 		if err := a.unlockWithTPM(v, from); err != nil {
-			return err
+			return a.explainUnlock(v, err)
 		}
 		a.repair(v)
-		pw, err = newPassword(*newFile, "Password for the new slot")
+		pw, err = a.newPassword(o.newFile, "Password for the new slot")
 	} else {
 		if err := a.unlock(v, true); err != nil {
 			return err
@@ -141,7 +118,10 @@ func cmdEnroll(a *app, args []string) error {
 		return err
 	}
 	defer clear(pw)
-	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, *sf.label, false)
+	if err := a.intr.err(); err != nil {
+		return err
+	}
+	slot, err := v.AddTPMSlot(vault.FromTPM(t), pw, opts, o.slot.labelOrHost(), false)
 	if err != nil {
 		return err
 	}
@@ -150,26 +130,21 @@ func cmdEnroll(a *app, args []string) error {
 	return nil
 }
 
-func cmdRevoke(a *app, args []string) error {
-	fs := a.flagSet("revoke")
-	force := fs.Bool("force", false, "allow removing the recovery slot (a lost TPM or password then loses the vault)")
-	withRecovery := fs.Bool("with-recovery", false, "authorise with the recovery key (prompted) instead of this machine's password")
-	pos, err := a.parse(fs, args, 2, 2)
+func (a *app) cmdRevoke(dir, id string, force, withRecovery bool) error {
+	v, err := a.loadVault(dir)
 	if err != nil {
 		return err
 	}
-	v, err := a.loadVault(pos[0])
-	if err != nil {
-		return err
-	}
-	id := pos[1]
 	if _, ok := v.Header.Slot(id); !ok {
-		return fmt.Errorf("no slot %q in this vault (see `sealfs slots %s`)", id, pos[0])
+		return fmt.Errorf("no slot %q in this vault (see `sealfs slots %s`)", id, dir)
 	}
-	if err := a.unlock(v, *withRecovery); err != nil {
+	if err := a.unlock(v, withRecovery); err != nil {
 		return err
 	}
-	removed, err := v.RemoveSlot(id, *force)
+	if err := a.intr.err(); err != nil {
+		return err
+	}
+	removed, err := v.RemoveSlot(id, force)
 	if err != nil {
 		if errors.Is(err, vault.ErrRecoverySlot) || errors.Is(err, vault.ErrLastSlot) {
 			return err
@@ -183,4 +158,18 @@ func cmdRevoke(a *app, args []string) error {
 	fmt.Fprintf(a.stdout, "Slot %s removed.\n", id)
 	a.releaseLimited(removed)
 	return nil
+}
+
+// slotIDs lists the slot IDs of the vault in dir, for completion.
+func slotIDs(dir string) []string {
+	v, err := vault.Load(dir, nil)
+	if err != nil {
+		return nil
+	}
+	defer v.Wipe()
+	var ids []string
+	for _, s := range v.Header.Slots {
+		ids = append(ids, s.ID)
+	}
+	return ids
 }

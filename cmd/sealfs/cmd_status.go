@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,6 +28,7 @@ type statusReport struct {
 	// HeaderProblems: damaged copies of the header, sync conflict copies
 	// waiting to be merged; the next unlock repairs them.
 	HeaderProblems []string   `json:"header_problems,omitempty"`
+	Mount          *mountInfo `json:"mount,omitempty"` // where this machine has it mounted
 	TPM            *tpmReport `json:"tpm,omitempty"`
 	TPMError       string     `json:"tpm_error,omitempty"`
 }
@@ -60,6 +60,7 @@ type slotReport struct {
 
 type tpmReport struct {
 	Spec             string  `json:"spec"`
+	Software         bool    `json:"software,omitempty"` // swtpm:DIR: as safe as DIR`
 	SRKName          string  `json:"srk_name"`
 	LockoutCounter   uint32  `json:"lockout_counter"`
 	MaxTries         uint32  `json:"max_tries"`
@@ -72,26 +73,20 @@ type tpmReport struct {
 	CounterClearSecs float64 `json:"counter_clears_in_seconds"`
 }
 
-func cmdStatus(a *app, args []string) error { return statusOrSlots(a, "status", args) }
-func cmdSlots(a *app, args []string) error  { return statusOrSlots(a, "slots", args) }
-
-func statusOrSlots(a *app, name string, args []string) error {
-	fs := a.flagSet(name)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	v, err := a.loadVault(pos[0])
+func (a *app) statusOrSlots(name, dir string, asJSON bool) error {
+	v, err := a.loadVault(dir)
 	if err != nil {
 		return err
 	}
 	r := buildReport(v)
+	if mp, ok := mountedAt(v.Dir); ok {
+		r.Mount = mp
+	}
 	var srk []byte
 	var info *tpm.LockoutInfo
 	t, err := a.openTPM()
 	if err != nil {
-		r.TPMError = err.Error()
+		r.TPMError = userMessage(err)
 	} else if srk, err = t.SRKName(); err != nil {
 		r.TPMError = err.Error()
 	} else if li, err := t.Lockout(); err != nil {
@@ -100,6 +95,7 @@ func statusOrSlots(a *app, name string, args []string) error {
 		info = &li
 		if name == "status" {
 			r.TPM = newTPMReport(a.tpmSpecShown(), srk, li)
+			r.TPM.Software = t.Managed()
 		}
 	}
 	if srk != nil {
@@ -116,23 +112,16 @@ func statusOrSlots(a *app, name string, args []string) error {
 			}
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
+	if name == "status" {
+		a.softwareTPMNote(t)
+	}
 	printReport(a.stdout, r, name == "status")
 	return nil
-}
-
-func (a *app) tpmSpecShown() string {
-	if a.tpmSpec != "" {
-		return a.tpmSpec
-	}
-	if s := os.Getenv(tpm.EnvTPM); s != "" {
-		return s
-	}
-	return "/dev/tpmrm0"
 }
 
 func buildReport(v *vault.Vault) *statusReport {
@@ -194,6 +183,19 @@ func newTPMReport(spec string, srk []byte, info tpm.LockoutInfo) *tpmReport {
 func printReport(w io.Writer, r *statusReport, withTPM bool) {
 	if withTPM {
 		fmt.Fprintf(w, "vault:    %s (format %d, id %s, created %s)\n", r.CipherDir, r.Format, r.VaultID, r.Created.Format(time.DateOnly))
+		if m := r.Mount; m != nil {
+			ro := ""
+			if m.ReadOnly {
+				ro = " read-only"
+			}
+			fmt.Fprintf(w, "mounted:  at %s%s (unmount: sealfs unmount %s)", m.Mountpoint, ro, m.Mountpoint)
+			if m.Log != "" {
+				fmt.Fprintf(w, "; log %s", m.Log)
+			}
+			fmt.Fprintln(w)
+		} else {
+			fmt.Fprintln(w, "mounted:  no")
+		}
 		fmt.Fprintln(w, "slots (read without the key; authenticated only when unlocked):")
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -240,6 +242,9 @@ func printReport(w io.Writer, r *statusReport, withTPM bool) {
 		}
 	}
 	if !withTPM {
+		if r.TPMError != "" {
+			fmt.Fprintf(w, "  (which slots are this TPM's is unknown: %s)\n", oneLine(r.TPMError))
+		}
 		return
 	}
 	switch {

@@ -13,33 +13,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func cmdUnmount(a *app, args []string) error {
-	fs := a.flagSet("unmount")
-	pos, err := a.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
+func (a *app) cmdUnmount(arg string) error {
+	mountpoint, err := a.unmount(arg)
+	if err == nil && !a.quiet {
+		fmt.Fprintf(a.stdout, "Unmounted %s; the vault's key is wiped from memory.\n", mountpoint)
 	}
+	return err
+}
+
+func (a *app) unmount(arg string) (string, error) {
 	// No stat of the mountpoint: a crashed daemon's mount answers ENOTCONN.
-	mountpoint, err := filepath.Abs(pos[0])
+	mountpoint, err := filepath.Abs(arg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if real, err := filepath.EvalSymlinks(filepath.Dir(mountpoint)); err == nil {
 		mountpoint = filepath.Join(real, filepath.Base(mountpoint))
 	}
 	files, err := filesFor(mountpoint)
 	if err != nil {
-		return err
+		return "", err
 	}
 	reply, cerr := controlRequest(files.sock, ctlUnmount, 45*time.Second)
 	if cerr == nil {
 		switch {
 		case reply == "ok":
-			return nil
+			return mountpoint, nil
 		case strings.HasPrefix(reply, "busy "):
-			return errors.New(strings.TrimPrefix(reply, "busy "))
+			return "", errors.New(strings.TrimPrefix(reply, "busy "))
 		default:
-			return fmt.Errorf("unmounting %s: %s", mountpoint, strings.TrimPrefix(reply, "error "))
+			return "", fmt.Errorf("unmounting %s: %s", mountpoint, strings.TrimPrefix(reply, "error "))
 		}
 	}
 	a.log.Debug("no sealfs daemon answers; trying the kernel", "socket", files.sock, "err", cerr)
@@ -47,18 +50,18 @@ func cmdUnmount(a *app, args []string) error {
 	// unmount through the kernel so the mountpoint is usable again.
 	fstype, ok := mountType(mountpoint)
 	if !ok {
-		return fmt.Errorf("%s: %w", mountpoint, errNotMounted)
+		return "", fmt.Errorf("%s: %w", mountpoint, errNotMounted)
 	}
 	if !strings.HasPrefix(fstype, "fuse") {
-		return fmt.Errorf("%s is a %s mount, not sealfs", mountpoint, fstype)
+		return "", fmt.Errorf("%s is a %s mount, not sealfs", mountpoint, fstype)
 	}
 	if err := kernelUnmount(mountpoint); err != nil {
 		if isBusy(err) {
-			return busyError(mountpoint)
+			return "", busyError(mountpoint)
 		}
-		return fmt.Errorf("unmounting %s: %w", mountpoint, err)
+		return "", fmt.Errorf("unmounting %s: %w", mountpoint, err)
 	}
-	return nil
+	return mountpoint, nil
 }
 
 // kernelUnmount uses umount2 as root, else the setuid fusermount helper.

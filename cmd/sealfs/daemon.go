@@ -85,6 +85,7 @@ func serveMount(log *slog.Logger, v *vault.Vault, mountpoint string, opts mountO
 	ready(nil)
 
 	srv.Wait()
+	sdNotify("STOPPING=1")
 	// Stop accepting first: once `sealfs unmount` hears "ok", a new mount
 	// must not find this daemon still answering on the socket.
 	l.Close()

@@ -58,6 +58,8 @@ func (f *maxTriesFlag) String() string {
 	return strconv.FormatUint(uint64(f.n), 10)
 }
 
+func (f *maxTriesFlag) Type() string { return "N" }
+
 func (f *maxTriesFlag) Set(v string) error {
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n > tpm.MaxTriesLimit {
@@ -141,23 +143,11 @@ func (e *exhaustedError) Error() string {
 		first = tpm.ErrTriesUsedUp.Error()
 	}
 	return first + "\nEven the right password will not open this TPM slot any more. " +
-		"`sealfs recover " + e.dir + "` with your recovery key creates a fresh slot with a new password."
+		"`sealfs recover " + e.dir + "` with your recovery key creates a fresh slot with a new password. " +
+		"To get at your files now, changing nothing: `sealfs mount --with-recovery " + e.dir + " MOUNTPOINT`."
 }
 
 func (e *exhaustedError) Unwrap() error { return e.err }
-
-// explainUnlock adds what the user can do to a refused unlock.
-func (a *app) explainUnlock(v *vault.Vault, err error) error {
-	var ae *tpm.AuthError
-	switch {
-	case errors.Is(err, tpm.ErrTriesExhausted):
-		return &exhaustedError{dir: v.Dir, err: err}
-	case errors.As(err, &ae) && ae.TriesLeft < 0:
-		// The TPM counted the failure but did not say how many remain.
-		return fmt.Errorf("%w; see `sealfs status %s`", err, v.Dir)
-	}
-	return err
-}
 
 // slotTries fills in a limited slot's tries left from this TPM.
 func slotTries(s vault.Sealer, b *crypto.TPMBlob, r *slotReport) {

@@ -27,3 +27,5 @@ func (p *pcrList) Set(v string) error {
 	}
 	return nil
 }
+
+func (p *pcrList) Type() string { return "PCRS" }

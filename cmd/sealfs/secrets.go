@@ -3,20 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
-	"golang.org/x/term"
-
-	"github.com/sealfs/sealfs/crypto"
 )
 
 // envPassword is read once at start and removed from the environment: it is
@@ -79,32 +74,64 @@ const maxSecret = 4096
 // errSecretTooLong: a password file or --extpass gave more than maxSecret.
 var errSecretTooLong = fmt.Errorf("longer than %d bytes", maxSecret)
 
+// Environment variables that stand in for flags, for systemd units'
+// EnvironmentFile= (sealfs help passwords).
+const (
+	envPasswordFile = "SEALFS_PASSWORD_FILE"
+	envExtpass      = "SEALFS_EXTPASS"
+	// credentialName is the systemd credential sealfs reads the password
+	// from (LoadCredential=sealfs.password:FILE).
+	credentialName = "sealfs.password"
+)
+
 // password returns the password from the first configured source:
-// --password-file, --extpass, $SEALFS_PASSWORD, else a prompt on the
-// terminal (asked twice when confirm is set). The caller wipes it.
+// --password-file, --extpass, $SEALFS_PASSWORD_FILE, $SEALFS_EXTPASS,
+// $SEALFS_PASSWORD, the systemd credential, else a prompt on the terminal
+// (asked twice when confirm is set). The caller wipes it.
 func (a *app) password(prompt string, confirm bool) ([]byte, error) {
 	switch {
 	case a.passwordFile != "":
 		return readSecretFile(a.passwordFile, "password")
 	case a.extpass != "":
-		return a.runExtpass()
+		return a.runExtpass(a.extpass)
+	case os.Getenv(envPasswordFile) != "":
+		return readSecretFile(os.Getenv(envPasswordFile), "password ($"+envPasswordFile+")")
+	case os.Getenv(envExtpass) != "":
+		return a.runExtpass(os.Getenv(envExtpass))
 	case a.envPassword != nil:
 		if len(a.envPassword) == 0 {
 			return nil, fmt.Errorf("$%s is empty", envPassword)
 		}
 		return bytes.Clone(a.envPassword), nil
 	}
-	return promptPassword(prompt, confirm)
+	if cred := credentialFile(); cred != "" {
+		return readSecretFile(cred, "password (systemd credential "+credentialName+")")
+	}
+	return a.promptPassword(prompt, confirm)
+}
+
+// credentialFile returns the systemd credential holding the password, ""
+// when there is none.
+func credentialFile() string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return ""
+	}
+	p := filepath.Join(dir, credentialName)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // newPassword reads a password being set when another password (or the
 // recovery key) already authorised the change: --new-password-file, else
 // the terminal, asked twice.
-func newPassword(file, prompt string) ([]byte, error) {
+func (a *app) newPassword(file, prompt string) ([]byte, error) {
 	if file != "" {
 		return readSecretFile(file, "new password")
 	}
-	return promptPassword(prompt, true)
+	return a.promptPassword(prompt, true)
 }
 
 // readSecretFile reads the first line of file ("-" = standard input).
@@ -163,15 +190,15 @@ func firstLine(b []byte, what string) ([]byte, error) {
 // Its stderr goes to ours so it can prompt (e.g. a pinentry wrapper).
 // At most maxSecret+1 bytes of its output are read, into one buffer: a
 // command that prints more (or never stops) is killed and refused.
-func (a *app) runExtpass() ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func (a *app) runExtpass(command string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(a.intr.context(), 2*time.Minute)
 	defer cancel()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.extpass)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Stdout = w
 	cmd.Stderr = a.stderr
 	cmd.Stdin = os.Stdin
@@ -202,107 +229,4 @@ func (a *app) runExtpass() ([]byte, error) {
 		return nil, fmt.Errorf("--extpass command failed: %w", err)
 	}
 	return firstLine(b, "password from --extpass")
-}
-
-// errNoTerminal explains how to pass a secret when nothing can prompt.
-var errNoTerminal = errors.New("no terminal to ask for the password: use --password-file, --extpass or $" + envPassword)
-
-// tty opens the controlling terminal, so prompts work even with standard
-// input redirected.
-func tty() (*os.File, error) {
-	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
-	if err != nil {
-		return nil, errNoTerminal
-	}
-	if !term.IsTerminal(int(f.Fd())) {
-		f.Close()
-		return nil, errNoTerminal
-	}
-	return f, nil
-}
-
-// readHidden prints prompt and reads a line with echo off. Echo goes off
-// before the prompt appears: term.ReadPassword alone turns it off only after
-// the prompt is out, so whatever is typed as soon as the prompt shows (a
-// fast typist, a password manager's auto-type, a test) would be echoed.
-func readHidden(t *os.File, prompt string) ([]byte, error) {
-	fd := int(t.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, fmt.Errorf("terminal settings: %w", err)
-	}
-	quiet := *old
-	quiet.Lflag &^= unix.ECHO
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
-		return nil, fmt.Errorf("turning echo off: %w", err)
-	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	fmt.Fprint(t, prompt)
-	b, err := term.ReadPassword(fd)
-	fmt.Fprintln(t)
-	return b, err
-}
-
-func promptPassword(prompt string, confirm bool) ([]byte, error) {
-	t, err := tty()
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
-	read := func(p string) ([]byte, error) {
-		b, err := readHidden(t, p)
-		if err != nil {
-			return nil, fmt.Errorf("reading the password: %w", err)
-		}
-		if len(b) == 0 {
-			return nil, errors.New("empty password")
-		}
-		return b, nil
-	}
-	p, err := read(prompt + ": ")
-	if err != nil || !confirm {
-		return p, err
-	}
-	again, err := read("Repeat " + strings.ToLower(prompt[:1]) + prompt[1:] + ": ")
-	if err != nil {
-		clear(p)
-		return nil, err
-	}
-	defer clear(again)
-	if subtle.ConstantTimeCompare(p, again) != 1 {
-		clear(p)
-		return nil, errors.New("the passwords do not match")
-	}
-	return p, nil
-}
-
-// recoveryKey reads the recovery key from --recovery-key-file or the
-// terminal. A typo is reported with its group before any unlock is tried;
-// on a terminal the user gets three attempts.
-func (a *app) recoveryKey() (crypto.RecoveryKey, error) {
-	if a.recoveryKeyFile != "" {
-		b, err := readSecretFile(a.recoveryKeyFile, "recovery key")
-		if err != nil {
-			return crypto.RecoveryKey{}, err
-		}
-		defer clear(b)
-		return crypto.ParseRecoveryKeyBytes(b)
-	}
-	t, err := tty()
-	if err != nil {
-		return crypto.RecoveryKey{}, errors.New("no terminal to ask for the recovery key: use --recovery-key-file")
-	}
-	defer t.Close()
-	for attempt := 1; ; attempt++ {
-		b, err := readHidden(t, "Recovery key (64 digits in 8 groups; spaces and dashes optional): ")
-		if err != nil {
-			return crypto.RecoveryKey{}, fmt.Errorf("reading the recovery key: %w", err)
-		}
-		rk, err := crypto.ParseRecoveryKeyBytes(b)
-		clear(b)
-		if err == nil || attempt == 3 {
-			return rk, err
-		}
-		fmt.Fprintf(t, "%v; try again.\n", err)
-	}
 }

@@ -27,7 +27,7 @@ func TestExtpassOutputBounded(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			pw, err := a.runExtpass()
+			pw, err := a.runExtpass(a.extpass)
 			done <- result{pw, err}
 		}()
 		var r result

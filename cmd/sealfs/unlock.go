@@ -29,7 +29,7 @@ func (a *app) loadVault(dir string) (*vault.Vault, error) {
 // to merge): that needs the key, so every command that unlocks does it.
 func (a *app) unlock(v *vault.Vault, useRecovery bool) error {
 	if err := a.unlockOnly(v, useRecovery); err != nil {
-		return err
+		return a.explainUnlock(v, err)
 	}
 	a.repair(v)
 	return nil
@@ -81,8 +81,5 @@ func (a *app) unlockWithTPM(v *vault.Vault, t *tpm.TPM) error {
 		return err
 	}
 	defer clear(pw)
-	if err := v.UnlockPasswordSlot(vault.FromTPM(t), pw, a.slot); err != nil {
-		return a.explainUnlock(v, err)
-	}
-	return nil
+	return v.UnlockPasswordSlot(vault.FromTPM(t), pw, a.slot)
 }

@@ -43,6 +43,12 @@ func (x *extractor) mkdir(dirfd int, name, plain string) (int, error) {
 	}
 	fd, err := safefile.OpenDirRead(dirfd, name)
 	var te *safefile.TypeError
+	if errors.As(err, &te) && x.replace(dirfd, name, syscall.EEXIST) {
+		if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
+			return -1, destErr("mkdir", x.destPath(plain), err)
+		}
+		fd, err = safefile.OpenDirRead(dirfd, name)
+	}
 	if errors.As(err, &te) {
 		return -1, fmt.Errorf("%w: %s exists and is a %s, not a directory; not extracting into it",
 			errDestination, x.destPath(plain), safefile.TypeName(te.Found))
@@ -127,7 +133,11 @@ func (x *extractor) link(l linked, dirfd int, name string) error {
 	if (devIno{st.Dev, st.Ino}) != l.made {
 		return fmt.Errorf("%w: %s is no longer the file extract made; not linking to it", errDestination, first)
 	}
-	if err := unix.Linkat(odir, l.name, dirfd, name, 0); err != nil {
+	err = unix.Linkat(odir, l.name, dirfd, name, 0)
+	if x.replace(dirfd, name, err) {
+		err = unix.Linkat(odir, l.name, dirfd, name, 0)
+	}
+	if err != nil {
 		return destErr("hard link to "+first+" as", name, err)
 	}
 	return nil
@@ -138,7 +148,11 @@ func (x *extractor) symlink(e *Entry, dirfd int, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Symlinkat(t, dirfd, name); err != nil {
+	err = unix.Symlinkat(t, dirfd, name)
+	if x.replace(dirfd, name, err) {
+		err = unix.Symlinkat(t, dirfd, name)
+	}
+	if err != nil {
 		return destErr("symlink", x.destPath(e.PlainPath), err)
 	}
 	return x.metaAt(e, dirfd, name)
@@ -155,7 +169,11 @@ func (x *extractor) node(e *Entry, dirfd int, name string) error {
 		}
 		dev = int(e.Stat.Rdev)
 	}
-	if err := unix.Mknodat(dirfd, name, typ|0o600, dev); err != nil {
+	err := unix.Mknodat(dirfd, name, typ|0o600, dev)
+	if x.replace(dirfd, name, err) {
+		err = unix.Mknodat(dirfd, name, typ|0o600, dev)
+	}
+	if err != nil {
 		return destErr("mknod", x.destPath(e.PlainPath), err)
 	}
 	return x.metaAt(e, dirfd, name)
@@ -170,7 +188,11 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 		return false
 	}
 	defer unix.Close(src)
-	dst, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	const create = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	dst, err := unix.Openat(dirfd, name, create, 0o600)
+	if x.replace(dirfd, name, err) {
+		dst, err = unix.Openat(dirfd, name, create, 0o600)
+	}
 	if err != nil {
 		x.report(e.problem(destErr("create", x.destPath(e.PlainPath), err)))
 		return false
@@ -199,6 +221,22 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 		x.report(e.problem(destErr("write", x.destPath(e.PlainPath), err)))
 	}
 	return true
+}
+
+// replace removes what is at name in dirfd when it is in the way of a new
+// entry (err is EEXIST), ExtractOptions.Overwrite is set and it is no
+// directory (directories merge). unlinkat removes the entry itself, never
+// what a symlink there points to. It reports whether the caller should
+// make its entry again.
+func (x *extractor) replace(dirfd int, name string, err error) bool {
+	if !x.o.Overwrite || !errors.Is(err, syscall.EEXIST) {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return false
+	}
+	return unix.Unlinkat(dirfd, name, 0) == nil
 }
 
 func writeFull(fd int, p []byte) error {

@@ -19,9 +19,14 @@ import (
 type ExtractOptions struct {
 	Keys      *crypto.Keys
 	CipherDir string
-	Dest      string // created if missing; existing entries are not overwritten, nor symlinks in it followed
+	Dest      string // created if missing; existing entries are not overwritten (unless Overwrite), nor symlinks in it followed
 	Path      string // plaintext sub-path to extract ("" = everything); lands at Dest/Path
 	Progress  func(cipherBytes int64)
+	// Overwrite replaces a file, symlink or special file already in Dest
+	// where an entry goes (the entry itself is removed, never what a
+	// symlink points to); directories are merged. Without it such entries
+	// are left alone and reported (KindDestination).
+	Overwrite bool
 }
 
 // Extract decrypts the vault (or Path) into Dest, preserving modes, owners
