@@ -133,10 +133,11 @@ func decrypt(keys *crypto.Keys, id crypto.DirID, stored string, shape syncnames.
 	enc, long := stored, shape == syncnames.LongName
 	if long {
 		b, err := side(stored + crypto.LongNameSuffix)
-		if err == nil {
-			enc, err = crypto.ParseLongNameFile(stored, b)
-		}
 		if err != nil {
+			// The reader's error names the file.
+			return "", true, fmt.Errorf("%w: %w", ErrSideFile, err)
+		}
+		if enc, err = crypto.ParseLongNameFile(stored, b); err != nil {
 			return "", true, fmt.Errorf("%w %s: %w", ErrSideFile, stored+crypto.LongNameSuffix, err)
 		}
 	}

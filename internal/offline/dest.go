@@ -170,6 +170,11 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 		return false
 	}
 	defer unix.Close(src)
+	if size == 0 {
+		// The content is not on this device: nothing to restore.
+		x.report(placeholder(e, true))
+		return false
+	}
 	dst, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		x.report(e.problem(destErr("create", x.destPath(e.PlainPath), err)))
@@ -187,12 +192,8 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 			x.o.Progress(n)
 		}
 	})
-	for _, b := range bad {
-		x.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
-			Detail: fmt.Sprintf("block %d written as zeros: %v", b.Index, b.Err)})
-	}
-	if derr != nil {
-		x.report(e.problem(derr))
+	for _, p := range fileProblems(e, size, bad, derr, "written as zeros") {
+		x.report(p)
 	}
 	x.reportErr(e, x.metaFd(e, src, dst, true))
 	if err := unix.Close(dst); err != nil {
