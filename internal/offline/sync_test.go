@@ -526,3 +526,66 @@ func TestRepairRechecks(t *testing.T) {
 		t.Errorf("the side file of the entry that arrived was removed: %v", err)
 	}
 }
+
+// The heuristics that tell a placeholder, a crash leftover and damage
+// apart (docs/sync.md §6).
+func TestFileFindingClasses(t *testing.T) {
+	v := newTestVault(t, "", nil)
+	two := make([]byte, crypto.BlockSize+5000)
+	files := map[string]string{}
+	for _, n := range []string{"empty", "header-only", "cut-inside", "cut-boundary", "torn-last", "flipped-first", "flipped-full-last"} {
+		content := two
+		if n == "flipped-full-last" {
+			content = make([]byte, 2*crypto.BlockSize)
+		}
+		files[n] = v.file(n, content, 0o644)
+	}
+	v.must(os.Truncate(files["empty"], 0))
+	v.must(os.Truncate(files["header-only"], crypto.FileHeaderSize))
+	v.must(os.Truncate(files["cut-inside"], crypto.BlockOffset(1)+10))
+	v.must(os.Truncate(files["cut-boundary"], crypto.BlockOffset(1)))
+	flip := func(name string, off int64) {
+		b, err := os.ReadFile(files[name])
+		v.must(err)
+		if off < 0 {
+			off += int64(len(b))
+		}
+		b[off] ^= 1
+		v.must(os.WriteFile(files[name], b, 0o644))
+	}
+	flip("torn-last", -3)
+	flip("flipped-first", 100)
+	flip("flipped-full-last", -3)
+	r := check(t, v, "")
+	want := map[string]Class{"empty": ClassSync, "header-only": ClassCrash, "cut-inside": ClassCrash,
+		"cut-boundary": ClassCrash, "torn-last": ClassCrash, "flipped-first": ClassDamage, "flipped-full-last": ClassDamage}
+	for name, class := range want {
+		n := 0
+		for _, p := range r.Problems {
+			if p.PlainPath == name {
+				n++
+				if p.Class != class {
+					t.Errorf("%s: class %s, want %s: %v", name, p.Class, class, p)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d findings, want 1:\n%s", name, n, problemList(r.Problems))
+		}
+	}
+	// The placeholder alone is a note for fsck; extract did not restore it.
+	v.must(os.Remove(files["header-only"]))
+	for _, n := range []string{"cut-inside", "cut-boundary", "torn-last", "flipped-first", "flipped-full-last"} {
+		v.must(os.Remove(files[n]))
+	}
+	if r := check(t, v, ""); r.ExitCode() != ExitClean || len(r.Problems) != 1 {
+		t.Errorf("fsck of a vault with a placeholder: exit %d:\n%s", r.ExitCode(), problemList(r.Problems))
+	}
+	xr, dest := extract(t, v, "", "")
+	if xr.ExitCode() != ExitProblems || !xr.Problems[0].NotRestored {
+		t.Errorf("extract of a placeholder: exit %d:\n%s", xr.ExitCode(), problemList(xr.Problems))
+	}
+	if _, err := os.Lstat(filepath.Join(dest, "empty")); err == nil {
+		t.Error("extract made a file for the placeholder")
+	}
+}
