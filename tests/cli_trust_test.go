@@ -61,9 +61,9 @@ func TestCLISlotChangedRefused(t *testing.T) {
 
 	wantExit(t, e.run("mount", "--password-file", pw, e.cipher, e.mnt), 1, changedSlotMsg)
 	// Refused before the TPM is even opened: one that is not there.
-	wantExit(t, e.runWith("unix:"+filepath.Join(e.base, "no-tpm"), nil, "fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.runWith("unix:"+filepath.Join(e.base, "no-tpm"), nil, "fsck", "--password-file", pw, e.cipher), 8, changedSlotMsg)
 	wantExit(t, e.runWith("unix:"+filepath.Join(e.base, "no-tpm"), nil, "passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, changedSlotMsg)
-	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 8, changedSlotMsg)
 	wantExit(t, e.run("passwd", "--password-file", pw, "--new-password-file", pw, e.cipher), 1, changedSlotMsg)
 	if s := e.status(); s.TPM.LockoutCounter != 0 {
 		t.Fatalf("lockout counter %d after refusals, want 0: a try was spent", s.TPM.LockoutCounter)
@@ -72,7 +72,7 @@ func TestCLISlotChangedRefused(t *testing.T) {
 	// Another machine's state (or this one's, lost): first use, no record,
 	// and the changed salt makes the right password a wrong one.
 	fresh := []string{"XDG_STATE_HOME=" + filepath.Join(e.base, "other-state")}
-	wantExit(t, e.runWith(e.tpm.spec, fresh, "fsck", "--password-file", pw, e.cipher), 1, "wrong password (4 tries left")
+	wantExit(t, e.runWith(e.tpm.spec, fresh, "fsck", "--password-file", pw, e.cipher), 8, "wrong password (4 tries left")
 	if s := e.status(); s.TPM.LockoutCounter != 1 {
 		t.Fatalf("lockout counter %d after an unpinned try, want 1", s.TPM.LockoutCounter)
 	}
@@ -98,14 +98,14 @@ func TestCLISlotChangedLimitedAndRecover(t *testing.T) {
 	e.mustRun("passwd", "--password-file", pw, "--new-password-file", pw2, e.cipher)
 	e.mustRun("fsck", "--password-file", pw2, e.cipher)
 	e.writeVault(orig) // e.g. an old copy restored from the sync service
-	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.run("fsck", "--password-file", pw, e.cipher), 8, changedSlotMsg)
 
 	rkFile := e.secretFile("rk", rk)
 	pw3 := e.secretFile("pw3", "after-recover-pw")
 	e.mustRun("recover", "--recovery-key-file", rkFile, "--password-file", pw3, e.cipher)
 	e.mustRun("fsck", "--password-file", pw3, e.cipher)
 	e.flipSlotSalt()
-	wantExit(t, e.run("fsck", "--password-file", pw3, e.cipher), 1, changedSlotMsg)
+	wantExit(t, e.run("fsck", "--password-file", pw3, e.cipher), 8, changedSlotMsg)
 }
 
 // TestCLIPinBypasses: every edit of the header that issue 14 found to cost

@@ -255,8 +255,9 @@ func TestBackupToolsEndToEnd(t *testing.T) {
 		}
 		f.Close()
 		r := b.run("fsck", "--password-file", pwB, b.cipher)
-		wantExit(t, r, 1, "1 problem(s) found")
-		if !strings.Contains(r.stdout, "tampered: "+victim) || !strings.Contains(r.stdout, "block 3 ") {
+		wantExit(t, r, 4, "fsck: 1 problem found")
+		if !strings.Contains(r.stdout, "(stored as "+victim+")") || !strings.Contains(r.stdout, "  tampered: ") ||
+			!strings.Contains(r.stdout, "block 3 ") {
 			t.Errorf("fsck did not name the damaged file and block:\n%s", r.stdout)
 		}
 	})
