@@ -359,6 +359,14 @@ func (l *listing) undecryptable(it *item) Problem {
 		}
 	case errors.Is(it.Err, dirent.ErrSideFile):
 		p.Detail = it.Err.Error()
+	case errors.Is(l.d.idErr, fs.ErrNotExist):
+		// The missing ID file explains it best: a partial sync.
+		p.Class, p.Kind = ClassSync, KindMissing
+		p.Detail = "its name does not decrypt under the ID derived from the directory's name nor any other " +
+			"directory ID of the vault or this machine's record: it is most likely under the directory's own ID, " +
+			"whose file (sealfs.dirid) has not arrived. If the sync is complete, run fsck on a device whose " +
+			"mount read this directory before (its record knows the ID)"
+		p.NotRestored = l.w.extract
 	default:
 		p.Detail = fmt.Sprintf("name does not decrypt under this directory's ID nor any other of the vault: %v", it.Err)
 	}

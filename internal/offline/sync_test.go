@@ -358,10 +358,15 @@ func TestRemovedWhileWritingFoundInRecord(t *testing.T) {
 	other := crypto.DirID{7}
 	v.must(os.WriteFile(record, append(append(other[:0:0], other[:]...), append(id[:], 1, 2)...), 0o600))
 
+	// Without the record nothing proves the ID: as far as this device can
+	// tell, the directory's ID file has not arrived yet.
 	r := check(t, v, "")
 	wantClass(t, r.Problems, ClassSync, KindMissing, "x")
-	if classes(r.Problems)[ClassDamage] != 1 || r.Repairable() != 0 {
-		t.Errorf("without the record: want the name reported as damage, nothing repairable:\n%s", problemList(r.Problems))
+	if c := classes(r.Problems); c[ClassSync] != 2 || len(r.Problems) != 2 || r.Repairable() != 0 || r.ExitCode() != ExitClean {
+		t.Errorf("without the record: want two sync notes (the ID file, the name), nothing repairable:\n%s", problemList(r.Problems))
+	}
+	if xr, _ := extract(t, v, "", ""); xr.ExitCode() != ExitProblems {
+		t.Errorf("extract without the record: exit %d, want 4 (a file not restored):\n%s", xr.ExitCode(), problemList(xr.Problems))
 	}
 	r = check(t, v, record)
 	wantClass(t, r.Problems, ClassMisplaced, KindMisplaced, "x")
