@@ -235,7 +235,7 @@ func (l *listing) judgeDirID() {
 		}
 	}
 	p := Problem{Class: ClassSync, Kind: KindMissing, CipherPath: l.cipher(crypto.DirIDFile), PlainPath: d.plain}
-	const refused = "; until then the mount shows its entries and refuses new names in it"
+	const refused = "; the mount shows its entries but refuses new names in it while the file is missing"
 	switch {
 	case len(ids) == 0:
 		p.Detail = "the directory's ID file (sealfs.dirid) has not arrived, and no entry in it proves its ID" + refused +
