@@ -152,6 +152,9 @@ func (l *listing) housekeeping(name string) {
 	} else {
 		prob.Detail = fmt.Sprintf("%s's temp file: %s is being transferred (a new version, or a new file); "+
 			"it goes when the transfer ends", p.Service, what)
+		if p.Service == syncnames.Browser {
+			prob.Detail = "a partial download (" + name + "): if it finished, the file is elsewhere"
+		}
 	}
 	l.w.report(prob)
 }

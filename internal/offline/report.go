@@ -140,12 +140,15 @@ func (p Problem) Note() bool {
 }
 
 // Damaged counts the findings that are not notes and were not repaired.
+// For extract, entries of another directory's ID count only when they
+// were not restored: extract restores them under their names, intact.
 func (r *Report) Damaged() int {
 	n := 0
 	for _, p := range r.Problems {
-		if !p.Note() && !p.Repaired {
-			n++
+		if p.Note() || p.Repaired || r.extract && p.Class == ClassMisplaced && !p.NotRestored {
+			continue
 		}
+		n++
 	}
 	return n
 }
