@@ -128,6 +128,9 @@ func (n *node) plusFresh() bool {
 }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	if err := d.n.r.syncIDs(); err != nil { // durable.go
+		return toErrno(err)
+	}
 	fd, err := d.n.openDirRead()
 	if err != nil {
 		return toErrno(err)

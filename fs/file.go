@@ -86,6 +86,9 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	h.n.r.touch()
+	if err := h.n.r.syncIDs(); err != nil { // durable.go
+		return toErrno(err)
+	}
 	h.of.rw.RLock()
 	defer h.of.rw.RUnlock()
 	// FUSE_FSYNC_FDATASYNC is bit 0 of the fsync flags.

@@ -209,6 +209,7 @@ func (w slogWriter) Write(b []byte) (int, error) {
 // outside).
 func (s *Server) Wait() {
 	s.srv.Wait()
+	s.r.syncIDs() // unmounted from outside: what Unmount would do
 	s.r.ids.flush()
 }
 
@@ -235,6 +236,9 @@ func (s *Server) Unmount() error {
 		if err := of.flush(); err != nil && !errors.Is(err, os.ErrClosed) {
 			ferr = errors.Join(ferr, err)
 		}
+	}
+	if err := s.r.syncIDs(); err != nil { // durable.go
+		ferr = errors.Join(ferr, err)
 	}
 	if ferr != nil {
 		return fmt.Errorf("unmount %s: flushing open files: %w", s.mountpoint, ferr)

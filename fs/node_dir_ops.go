@@ -17,10 +17,8 @@ import (
 
 // Mkdir creates the cipher directory and its dirid file. The directory is
 // made with owner rwx so a non-root daemon can write the dirid file, then
-// given the requested mode if that differs. The dirid file and the new
-// directory entry are made durable before the directory is handed out: its
-// children's names are encrypted under that ID, and a crash that lost the
-// file after a rename of the directory would make them undecryptable.
+// given the requested mode if that differs. The dirid file is made durable
+// before the directory is first renamed (durable.go).
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	n.r.touch()
 	if n.r.opts.ReadOnly {
@@ -74,13 +72,14 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	}
 	ch := n.newChild(ctx, name, e.stored, &st, out)
 	asNode(ch).setDirID(id)
+	n.r.pendingIDs.add(asNode(ch).key())
 	// Its first create needs this descriptor: keep it rather than reopen.
 	n.r.dirs.add(asNode(ch), dfd).put()
 	return ch, 0
 }
 
 // writeDirID creates the dirid file in the new directory dfd (entry e of
-// its parent) exclusively and makes it durable with its directory entry. If
+// its parent) exclusively; Mkdir marks it pending durability (durable.go). If
 // it already exists with a valid ID — a cloud-sync merge of the same
 // directory made on another device derives the same ID — that ID is
 // accepted.
@@ -104,14 +103,8 @@ func (r *root) writeDirID(dfd int, e entryName, id crypto.DirID) (crypto.DirID, 
 		return id, err
 	}
 	_, err = unix.Write(fd, crypto.MarshalDirID(id))
-	if err == nil {
-		err = unix.Fsync(fd)
-	}
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = syncDir(dfd)
 	}
 	return id, err
 }
@@ -385,6 +378,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if src.dir == dst.dir && src.stored == dst.stored {
 		var st unix.Statx_t
 		return toErrno(statxAt(src.fd(), src.stored, &st))
+	}
+	if ch := n.GetChild(name); ch != nil && ch.StableAttr().Mode == syscall.S_IFDIR {
+		// Its ID can no longer be derived from its name after this.
+		if err := n.r.durableIDAt(asNode(ch).key(), src.fd(), src.stored); err != nil {
+			return toErrno(err)
+		}
 	}
 	sideMade, err := n.r.writeSideFile(dst)
 	if err != nil {

@@ -47,8 +47,9 @@ type root struct {
 
 	kills killWrites // see killpriv.go
 
-	ids    idIndex  // directory IDs of the vault (listing.go)
-	logged sync.Map // messages logged once per mount (logOnce)
+	ids        idIndex    // directory IDs of the vault (ids.go)
+	pendingIDs pendingIDs // ID files not yet made durable (durable.go)
+	logged     sync.Map   // messages logged once per mount (logOnce)
 
 	prefetch *prefetcher // prefetch.go
 
