@@ -291,9 +291,13 @@ func (l *listing) reportItems() {
 		cp, shownAs := l.cipher(it.Stored), joinPlain(d.plain, it.Name)
 		if it.Kind == dirent.ConflictCopy {
 			w.r.ConflictCopies++
+			gone := ""
+			if !l.present[it.Conflict.Original] {
+				gone = "; the original itself is gone"
+			}
 			w.report(Problem{Class: ClassConflict, Kind: KindConflict, CipherPath: cp, PlainPath: shownAs,
-				Detail: fmt.Sprintf("%s has a conflict copy shown as %s (%s)", joinPlain(d.plain, it.Plain), shownAs,
-					describeConflict(it.Conflict))})
+				Detail: fmt.Sprintf("%s has a conflict copy shown as %s (%s)%s", joinPlain(d.plain, it.Plain), shownAs,
+					describeConflict(it.Conflict), gone)})
 		}
 		switch {
 		case it.Kind == dirent.Undecryptable:
