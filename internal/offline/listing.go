@@ -75,8 +75,7 @@ func (w *walker) list(d *dirCtx) []item {
 			Detail: "listing: " + err.Error()})
 		return nil
 	}
-	l := &listing{w: w, d: d, present: make(map[string]bool, len(ents)),
-		side: func(name string) ([]byte, error) { return safefile.ReadFileAt(d.fd, name, maxLongNameFile) }}
+	l := &listing{w: w, d: d, present: make(map[string]bool, len(ents)), side: sideReader(d.fd)}
 	for _, de := range ents {
 		l.present[de.Name] = true
 	}
@@ -99,6 +98,25 @@ func (w *walker) list(d *dirCtx) []item {
 }
 
 func (l *listing) cipher(stored string) string { return l.d.cipher + "/" + stored }
+
+// sideReader reads the long-name side files of the directory open at fd,
+// each once per listing: a name retried under every directory ID of the
+// vault would otherwise read its side file for each.
+func sideReader(fd int) dirent.ReadSide {
+	type read struct {
+		b   []byte
+		err error
+	}
+	cache := map[string]read{}
+	return func(name string) ([]byte, error) {
+		r, ok := cache[name]
+		if !ok {
+			r.b, r.err = safefile.ReadFileAt(fd, name, maxLongNameFile)
+			cache[name] = r
+		}
+		return r.b, r.err
+	}
+}
 
 func (l *listing) classify(de safefile.Dirent) {
 	d, w := l.d, l.w
