@@ -175,6 +175,17 @@ func (n *node) dirFD() (*dirRef, error) {
 	if err != nil {
 		return nil, n.r.typeError(err, pn.logPath(stored))
 	}
+	// The node stands for one backing directory: if another one has taken
+	// its name since (a sync service replaced it), the node's directory is
+	// gone, as if removed.
+	var st unix.Statx_t
+	if err := fstatx(fd, &st); err != nil || n.r.stableAttr(&st) != n.StableAttr() {
+		unix.Close(fd)
+		if err == nil {
+			err = syscall.ENOENT
+		}
+		return nil, err
+	}
 	return n.r.dirs.add(n, fd), nil
 }
 

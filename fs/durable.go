@@ -44,28 +44,35 @@ func (p *pendingIDs) take(k fileKey) bool {
 	return was
 }
 
-// any reports whether some ID file may not be durable yet.
-func (p *pendingIDs) any() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m) > 0
-}
-
 // syncIDs makes every pending ID file durable with one syncfs(2) of the
-// cipher folder's filesystem (fsync, fsyncdir, unmount).
+// cipher folder's filesystem (fsync, fsyncdir, unmount). The keys it covers
+// are forgotten only after the sync succeeded: a rename racing with it still
+// syncs its own, and a failed sync keeps them pending.
 func (r *root) syncIDs() error {
-	if !r.pendingIDs.any() {
+	r.pendingIDs.mu.Lock()
+	keys := make([]fileKey, 0, len(r.pendingIDs.m))
+	for k := range r.pendingIDs.m {
+		keys = append(keys, k)
+	}
+	r.pendingIDs.mu.Unlock()
+	if len(keys) == 0 {
 		return nil
 	}
-	r.pendingIDs.mu.Lock()
-	clear(r.pendingIDs.m)
-	r.pendingIDs.mu.Unlock()
 	fd, err := safefile.OpenDirRead(r.rootRef.fd, "") // syncfs refuses O_PATH
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	return unix.Syncfs(fd)
+	err = unix.Syncfs(fd)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	r.pendingIDs.mu.Lock()
+	for _, k := range keys {
+		delete(r.pendingIDs.m, k)
+	}
+	r.pendingIDs.mu.Unlock()
+	return nil
 }
 
 // durableIDAt makes the ID file of the directory stored in dirfd durable, if

@@ -28,7 +28,9 @@ import (
 // flock on the directory cannot serve: header updates (passwd, enroll) take
 // an exclusive flock on it, and must work while the vault is mounted. The
 // name is visible to every local user, who could bind it first and so keep
-// this vault from mounting: a local denial of service, nothing more.
+// this vault from mounting: a local denial of service, nothing more. It is
+// per network namespace, so the mount table is checked too; a mount in
+// another mount and network namespace at once (a container) is not seen.
 
 // InUseError is returned by Mount when the vault is mounted already.
 type InUseError struct {
@@ -54,6 +56,12 @@ func lockVault(rootfd int, cipherDir string) (release func(), err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(rootfd, &st); err != nil {
 		return nil, err
+	}
+	// The socket's name is per network namespace: a mount started in
+	// another one (a container, systemd's PrivateNetwork=) would not see
+	// it, so the mount table of this mount namespace is asked as well.
+	if mp, ok := MountedAt(cipherDir); ok {
+		return nil, &InUseError{CipherDir: cipherDir, Mountpoint: mp}
 	}
 	l, err := net.Listen("unix", lockName(&st))
 	if errors.Is(err, syscall.EADDRINUSE) {

@@ -25,6 +25,7 @@ import (
 // it before. Directory IDs are no secret (each dirid file holds one in the
 // clear), so the record leaks nothing the cipher folder does not.
 type idIndex struct {
+	walkMu  sync.Mutex // one walk of the vault at a time
 	mu      sync.Mutex
 	seen    map[crypto.DirID]bool
 	scanned time.Time
@@ -40,6 +41,7 @@ type idIndex struct {
 const (
 	idScanEvery   = 10 * time.Second
 	idScanMax     = 200000            // directories walked at most
+	idScanDepth   = 4096              // and no deeper (each level is an open descriptor)
 	idRecordBatch = 256               // IDs appended to the record at once
 	idRecordMax   = 1 << 20 * dirIDSz // record size at most: a million directories
 	dirIDSz       = crypto.DirIDSize
@@ -155,43 +157,46 @@ func (x *idIndex) flushLocked() {
 }
 
 // walkDirIDs reads the dirid file of every directory below the cipher root,
-// fd-relative, following no symlink.
+// fd-relative, following no symlink. Depth first, so only the directories
+// on the current path are open (a breadth-first queue held thousands of
+// descriptors and ran out of them); one walk at a time.
 func (r *root) walkDirIDs() []crypto.DirID {
+	r.ids.walkMu.Lock()
+	defer r.ids.walkMu.Unlock()
 	var ids []crypto.DirID
-	queue := []int{}
-	if fd, err := unix.Dup(r.rootRef.fd); err == nil {
-		queue = append(queue, fd)
-	}
 	walked := 0
-	buf := make([]byte, 32<<10)
-	for len(queue) > 0 {
-		dfd := queue[0]
-		queue = queue[1:]
+	var walk func(dfd, depth int)
+	walk = func(dfd, depth int) {
 		walked++
 		if b, err := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile); err == nil {
 			if id, err := crypto.ParseDirID(b); err == nil {
 				ids = append(ids, id)
 			}
 		}
-		rfd, err := safefile.OpenDirRead(dfd, "")
-		if err == nil {
-			for {
-				nb, err := unix.Getdents(rfd, buf)
-				if err != nil || nb <= 0 {
-					break
-				}
-				forEachDirent(buf[:nb], func(_ uint64, typ uint8, name string) {
-					if typ != unix.DT_DIR || name == "." || name == ".." || walked+len(queue) >= idScanMax {
-						return
-					}
-					if cfd, err := safefile.OpenDir(dfd, name); err == nil {
-						queue = append(queue, cfd)
-					}
-				})
-			}
-			unix.Close(rfd)
+		if depth >= idScanDepth {
+			return
 		}
-		unix.Close(dfd)
+		rfd, err := safefile.OpenDirRead(dfd, "")
+		if err != nil {
+			return
+		}
+		ents, err := safefile.ReadDir(rfd)
+		unix.Close(rfd)
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if e.Type != unix.S_IFDIR || walked >= idScanMax {
+				continue
+			}
+			cfd, err := safefile.OpenDir(dfd, e.Name)
+			if err != nil {
+				continue
+			}
+			walk(cfd, depth+1)
+			unix.Close(cfd)
+		}
 	}
+	walk(r.rootRef.fd, 0)
 	return ids
 }

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,7 +55,19 @@ type listed struct {
 // under id) and returns what the plaintext view shows, refreshing n's
 // extras.
 func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
-	side := func(name string) ([]byte, error) { return safefile.ReadFileAt(fd, name, maxMetaFile) }
+	// Each side file is read once per listing, however many IDs a name is
+	// tried under.
+	sides := map[string][]byte{}
+	side := func(name string) ([]byte, error) {
+		if b, ok := sides[name]; ok {
+			return b, nil
+		}
+		b, err := safefile.ReadFileAt(fd, name, maxMetaFile)
+		if err == nil {
+			sides[name] = b
+		}
+		return b, err
+	}
 	var ents []dirent.Entry
 	var meta []listed // ino and type, parallel to ents
 	var undecryptable []int
@@ -84,7 +97,7 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 		})
 	}
 	foreign := map[int]bool{}
-	if len(undecryptable) > 0 {
+	if len(undecryptable) > 0 && !n.idFromFile() {
 		n.tryOtherIDs(id, ents, undecryptable, side, foreign)
 	}
 	dirent.Name(ents)
@@ -104,12 +117,12 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 			continue
 		case e.Kind == dirent.ConflictCopy:
 			extras[e.Name] = extra{stored: e.Stored, orig: e.Conflict.Original, plain: e.Plain}
-			n.r.logOnce(n.logPath(e.Stored), "conflict copy made by a sync service; shown as "+e.Name,
-				"of", e.Plain, "service", string(e.Conflict.Service()))
+			n.r.logOnce(n.logPath(e.Stored), "conflict copy made by a sync service; shown next to its original",
+				"original", n.logPath(e.Conflict.Original), "service", string(e.Conflict.Service()))
 		case foreign[i]:
 			if shown[e.Name] {
 				n.r.log.Warn("entry of another directory has the name of an entry here; not listed (sealfs fsck reports it)",
-					"cipher_path", n.logPath(e.Stored), "name", e.Name)
+					"cipher_path", n.logPath(e.Stored))
 				continue
 			}
 			shown[e.Name] = true
@@ -130,10 +143,32 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 }
 
 // tryOtherIDs retries the undecryptable entries ents[idx] under the other
-// directory IDs the vault holds (and, for a directory whose own ID file is
-// missing, those are its likely ID), marking those that fit in foreign.
+// directory IDs the vault holds, marking those that fit in foreign. Only for
+// a directory whose own ID file is missing or unreadable (the caller
+// checks): the sync races of issue 15 leave exactly that (a directory
+// renamed on one device while another wrote into it comes back under its
+// old name without the file), and elsewhere a name of another directory is
+// what an attacker's transplant looks like, which stays hidden (guarantee 3
+// of the threat model). A name is tried again only when more IDs are known
+// than at its last try, so a planted junk name costs one round.
 func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, side dirent.ReadSide, foreign map[int]bool) {
-	for _, cand := range n.r.ids.candidates(n.r) {
+	cands := n.r.ids.candidates(n.r)
+	n.mu.Lock()
+	if n.tried == nil {
+		n.tried = map[string]int{}
+	}
+	left := idx[:0]
+	for _, i := range idx {
+		if n.tried[ents[i].Stored] < len(cands) {
+			left = append(left, i)
+		}
+	}
+	n.mu.Unlock()
+	idx = left
+	for _, cand := range cands {
+		if len(idx) == 0 {
+			break
+		}
 		if cand == own {
 			continue
 		}
@@ -144,17 +179,18 @@ func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, sid
 				e.Dir = ents[i].Dir
 				ents[i] = e
 				foreign[i] = true
-				n.r.logOnce(n.logPath(e.Stored), "entry encrypted under another directory's ID (a sync race); shown here",
-					"name", e.Plain)
+				n.r.logOnce(n.logPath(e.Stored), "entry encrypted under another directory's ID (a sync race) shown in a directory without its ID file")
 				continue
 			}
 			left = append(left, i)
 		}
 		idx = left
-		if len(idx) == 0 {
-			return
-		}
 	}
+	n.mu.Lock()
+	for _, i := range idx {
+		n.tried[ents[i].Stored] = len(cands)
+	}
+	n.mu.Unlock()
 }
 
 func (n *node) setExtras(m map[string]extra) {
@@ -178,21 +214,24 @@ func (n *node) dropExtra(name string) {
 	n.mu.Unlock()
 }
 
-// hasCopyOf reports whether n's last listing showed a conflict copy of the
-// long-name entry stored (whose side file the copy needs to be named).
-// Without a listing it lists n now.
-func (n *node) hasCopyOf(stored string) bool {
-	n.mu.Lock()
-	listed := n.extras != nil
-	n.mu.Unlock()
-	if !listed {
-		n.relist()
+// hasCopyOf reports whether the directory dfd holds a conflict copy of the
+// long-name entry stored, which needs stored's side file to be named. It
+// reads the directory as it is now (no decryption): a copy may have
+// arrived since the last listing.
+func hasCopyOf(dfd int, stored string) bool {
+	hash := strings.TrimPrefix(stored, crypto.LongNamePrefix)
+	names, err := listNames(dfd)
+	if err != nil {
+		return true // when in doubt, keep the side file
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, x := range n.extras {
-		if x.orig == stored {
-			return true
+	for _, name := range names {
+		if name == stored || name == stored+crypto.LongNameSuffix || !strings.Contains(name, hash) {
+			continue
+		}
+		for _, c := range syncnames.ParseConflict(name) {
+			if c.Original == stored {
+				return true
+			}
 		}
 	}
 	return false
@@ -246,6 +285,12 @@ const errIDUnknown = syscall.EAGAIN
 // writableDir refuses new names in n while its directory ID is not known
 // from its sealfs.dirid file.
 func (n *node) writableDir() error {
+	if n.IsRoot() {
+		return nil
+	}
+	if _, err := n.getDirID(); err != nil {
+		return err // the directory itself is gone or unusable
+	}
 	if n.idFromFile() {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type Server struct {
 	srv        *fuse.Server
 	r          *root
 	mountpoint string
+	finish     sync.Once // what follows the unmount, however it came (Wait)
 }
 
 // Mount mounts the vault at mountpoint and returns once the kernel serves
@@ -209,8 +211,17 @@ func (w slogWriter) Write(b []byte) (int, error) {
 // outside).
 func (s *Server) Wait() {
 	s.srv.Wait()
-	s.r.syncIDs() // unmounted from outside: what Unmount would do
-	s.r.ids.flush()
+	s.finish.Do(func() {
+		// No request is in flight any more: nothing starts a prefetch or
+		// takes a directory descriptor after this.
+		s.r.prefetch.stop()
+		s.r.procs.stop()
+		if err := s.r.syncIDs(); err != nil {
+			s.r.log.Error("making directory ID files durable at unmount", "err", err)
+		}
+		s.r.ids.flush()
+		s.r.close()
+	})
 }
 
 // LastActivity is when the mount last served a request from a user of the
@@ -259,10 +270,6 @@ func (s *Server) Unmount() error {
 		}
 		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
 	}
-	s.r.prefetch.stop()
-	s.r.procs.stop()
-	s.srv.Wait()
-	s.r.ids.flush()
-	s.r.close()
+	s.Wait()
 	return nil
 }

@@ -44,6 +44,9 @@ type node struct {
 	// directory ID), from the last listing at listedAt (listing.go).
 	extras   map[string]extra
 	listedAt time.Time
+	// tried: how many directory IDs each undecryptable stored name was
+	// tried under without a match (listing.go).
+	tried map[string]int
 	// cacheStamp: the backing file's state that the kernel's cached pages
 	// of this regular file match (keep_cache.go).
 	cacheStamp stamp
@@ -83,7 +86,11 @@ func (n *node) cipherPath() (string, error) {
 	return ppath + "/" + stored, nil
 }
 
-// storedName is the directory entry name of n as child name of parent.
+// storedName is the directory entry name of n as child name of parent:
+// the name it was created, looked up or renamed under when that was this
+// (parent, name), else name's encryption in parent — or, for one of
+// parent's extras (a conflict copy, an entry of another directory ID) whose
+// encryption is not there, the extra's stored name (listing.go).
 func (n *node) storedName(parent *node, name string) (string, error) {
 	n.mu.Lock()
 	if n.nameParent == &parent.Inode && n.namePlain == name {
@@ -92,12 +99,23 @@ func (n *node) storedName(parent *node, name string) (string, error) {
 		return s, nil
 	}
 	n.mu.Unlock()
-	stored, _, err := parent.encryptChild(name)
+	e, err := parent.existing(name)
 	if err != nil {
 		return "", err
 	}
-	n.setName(parent, name, stored)
-	return stored, nil
+	e.done()
+	n.setName(parent, name, e.stored)
+	return e.stored, nil
+}
+
+// cachedName is n's stored name as child name of parent, if known.
+func (n *node) cachedName(parent *node, name string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nameParent == &parent.Inode && n.namePlain == name {
+		return n.nameStored, true
+	}
+	return "", false
 }
 
 func (n *node) setName(parent *node, name, stored string) {
@@ -126,19 +144,9 @@ func (e entryName) path() string { return e.in.logPath(e.stored) }
 // side is the long-name side file's name next to the entry.
 func (e entryName) side() string { return e.stored + crypto.LongNameSuffix }
 
-// encryptChild returns the stored entry name for the plaintext name in the
-// directory n, and whether it is a long name with a side file.
-func (n *node) encryptChild(name string) (stored string, long bool, err error) {
-	e, err := n.encryptName(name)
-	return e.stored, e.long, err
-}
-
 func (n *node) encryptName(name string) (entryName, error) {
 	if len(name) > crypto.MaxNameLen {
 		return entryName{}, syscall.ENAMETOOLONG
-	}
-	if x, ok := n.extra(name); ok { // listing.go
-		return entryName{stored: x.stored, enc: x.enc, long: x.long}, nil
 	}
 	id, err := n.getDirID()
 	if err != nil {
@@ -152,8 +160,8 @@ func (n *node) encryptName(name string) (entryName, error) {
 	return entryName{stored: stored, enc: enc, long: long}, nil
 }
 
-// child returns the backing location of the entry name in directory n,
-// holding n's descriptor until e.done().
+// child returns where a new entry name goes in directory n (its
+// encryption under n's ID), holding n's descriptor until e.done().
 func (n *node) child(name string) (entryName, error) {
 	e, err := n.encryptName(name)
 	if err != nil {
@@ -164,6 +172,43 @@ func (n *node) child(name string) (entryName, error) {
 		return entryName{}, err
 	}
 	e.dir, e.in = d, n
+	return e, nil
+}
+
+// existing returns where the existing entry name of directory n is: the
+// stored name of the node the kernel knows under that name, else name's
+// encryption if that entry is there, else one of n's extras if its stored
+// name is still there (listing.go), else name's encryption (the caller's
+// system call then says ENOENT). A stale listing never sends an operation to
+// an entry that is gone, and a new name is never stored under an extra's.
+func (n *node) existing(name string) (entryName, error) {
+	if ch := n.GetChild(name); ch != nil {
+		if stored, ok := asNode(ch).cachedName(n, name); ok {
+			e, err := n.child(name)
+			if err == nil && stored != e.stored {
+				x, isExtra := n.extra(name)
+				e.stored, e.enc, e.long = stored, x.enc, isExtra && x.long
+			}
+			return e, err
+		}
+	}
+	e, err := n.child(name)
+	if err != nil {
+		return e, err
+	}
+	x, ok := n.extra(name)
+	if !ok {
+		return e, nil
+	}
+	var st unix.Statx_t
+	if statxAt(e.fd(), e.stored, &st) == nil {
+		return e, nil
+	}
+	if statxAt(e.fd(), x.stored, &st) == nil {
+		e.stored, e.enc, e.long = x.stored, x.enc, x.long
+		return e, nil
+	}
+	n.dropExtra(name)
 	return e, nil
 }
 
@@ -319,12 +364,18 @@ func (r *root) checkEmpty(dirfd int, name string, st *unix.Statx_t, out *fuse.At
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || int64(st.Size) != crypto.CipherSize(0) || out.Size != 0 {
 		return
 	}
-	fd, err := safefile.OpenFile(dirfd, name, unix.O_RDONLY)
-	if err == nil {
-		err = cipherfile.CheckEmpty(r.keys, fd)
-		unix.Close(fd)
+	if of := r.refOpen(fileKey{r.stableAttr(st).Ino, r.stableAttr(st).Gen}); of != nil {
+		of.n.release(of) // open: fillAttr took the engine's size
+		return
 	}
+	fd, err := safefile.OpenFile(dirfd, name, unix.O_RDONLY)
 	if err != nil {
+		return // unreadable here (a 0200 file, EMFILE, a race): no verdict
+	}
+	err = cipherfile.CheckEmpty(r.keys, fd)
+	unix.Close(fd)
+	var verr *crypto.VersionError
+	if errors.Is(err, crypto.ErrAuth) || errors.Is(err, crypto.ErrTruncated) || errors.Is(err, crypto.ErrFormat) || errors.As(err, &verr) {
 		out.Size = uint64(cipherfile.DamagedSize(int64(st.Size)))
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/safefile"
+	"github.com/sealfs/sealfs/internal/syncnames"
 )
 
 // Mkdir creates the cipher directory and its dirid file. The directory is
@@ -127,7 +128,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	e, err := n.child(name)
+	e, err := n.existing(name)
 	if err != nil {
 		return toErrno(err)
 	}
@@ -187,21 +188,27 @@ func (r *root) takeDirID(e entryName) (*takenID, error) {
 		return nil, err
 	}
 	t.fd, t.b = fd, b
+	// A directory with entries keeps its ID file: rmdir(2) would refuse
+	// anyway, and removing and writing back the file would leave a window
+	// where a crash loses it, and make the sync service carry both changes.
+	if !onlyMeta(fd) {
+		n := names(fd)
+		t.fd = -1
+		unix.Close(fd)
+		if len(n) > 0 && allHousekeeping(n) {
+			r.logOnce(e.path(), "directory holds only a sync service's files, which keep it from being removed", "entries", n)
+		}
+		return nil, syscall.ENOTEMPTY
+	}
 	// rmdir(2) needs write permission on the parent only, but removing the
 	// dirid file needs it on the directory itself: an empty 0555 directory
 	// is made owner-writable for the removal (and until restore, so that
-	// the file can be put back), as openBacking does for 0444 files.
-	// Only for a directory holding nothing but sealfs metadata (otherwise
-	// its ID file would be gone while it still has entries, and rmdir(2)
-	// refuses anyway), and not where the chmod back could not restore a
-	// set-group-ID bit (a non-root daemon outside the directory's group).
+	// the file can be put back), as openBacking does for 0444 files. Not
+	// where the chmod back could not restore a set-group-ID bit (a non-root
+	// daemon outside the directory's group).
 	err = unix.Unlinkat(fd, crypto.DirIDFile, 0)
 	if err == unix.EACCES || err == unix.EPERM {
 		var st unix.Stat_t
-		if !onlyMeta(fd) {
-			t.close()
-			return nil, syscall.ENOTEMPTY
-		}
 		if unix.Fstat(fd, &st) == nil && (r.asRoot || st.Mode&unix.S_ISGID == 0) &&
 			safefile.Chmod(fd, "", (st.Mode&07777)|0o700) == nil {
 			t.mode, t.chmod = st.Mode&07777, true
@@ -224,8 +231,14 @@ func (t *takenID) restore() {
 	fd, err := unix.Openat(t.fd, crypto.DirIDFile, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
 	if err == nil {
 		_, err = unix.Write(fd, t.b)
+		if err == nil {
+			err = unix.Fsync(fd)
+		}
 		if cerr := unix.Close(fd); err == nil {
 			err = cerr
+		}
+		if err == nil {
+			err = syncDir(t.fd)
 		}
 	}
 	if err != nil {
@@ -278,6 +291,28 @@ func listNames(dfd int) ([]string, error) {
 	}
 }
 
+// names lists dfd's entries that are not sealfs metadata ("" on error).
+func names(dfd int) []string {
+	all, _ := listNames(dfd)
+	var out []string
+	for _, name := range all {
+		if !strings.HasPrefix(name, metaPrefix) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// allHousekeeping reports whether every name is a sync service's own file.
+func allHousekeeping(names []string) bool {
+	for _, name := range names {
+		if !syncnames.Housekeeping(name) {
+			return false
+		}
+	}
+	return true
+}
+
 // onlyMeta reports whether the directory dfd lists nothing but sealfs
 // metadata.
 func onlyMeta(dfd int) bool {
@@ -318,7 +353,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if n.r.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	e, err := n.child(name)
+	e, err := n.existing(name)
 	if err != nil {
 		return toErrno(err)
 	}
@@ -337,10 +372,10 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 func (n *node) forgetName(name string, e entryName) {
 	x, wasExtra := n.extra(name)
 	n.dropExtra(name)
-	if e.long && !n.hasCopyOf(e.stored) {
+	if e.long && !hasCopyOf(e.fd(), e.stored) {
 		n.r.removeSideFile(e, true)
 	}
-	if wasExtra && x.orig != "" && crypto.IsLongName(x.orig) && !n.hasCopyOf(x.orig) {
+	if wasExtra && x.orig != "" && crypto.IsLongName(x.orig) && x.stored == e.stored && !hasCopyOf(e.fd(), x.orig) {
 		var st unix.Statx_t
 		if statxAt(e.fd(), x.orig, &st) == syscall.ENOENT {
 			n.r.removeSideFile(entryName{dir: e.dir, in: n, stored: x.orig, long: true}, true)
@@ -361,29 +396,39 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if err := np.writableDir(); err != nil {
 		return toErrno(err)
 	}
-	src, err := n.child(name)
+	src, err := n.existing(name)
 	if err != nil {
 		return toErrno(err)
 	}
 	defer src.done()
-	dst, err := np.child(newName)
+	dst, err := np.existing(newName)
 	if err != nil {
 		return toErrno(err)
 	}
 	defer dst.done()
+	srcNode, dstNode := n.GetChild(name), np.GetChild(newName)
+	if err := n.r.beforeDirMoves(srcNode, src); err != nil {
+		return toErrno(err)
+	}
 	if flags&unix.RENAME_EXCHANGE != 0 {
-		// Both names stay, so both side files stay valid.
-		return toErrno(unix.Renameat2(src.fd(), src.stored, dst.fd(), dst.stored, unix.RENAME_EXCHANGE))
-	}
-	if src.dir == dst.dir && src.stored == dst.stored {
-		var st unix.Statx_t
-		return toErrno(statxAt(src.fd(), src.stored, &st))
-	}
-	if ch := n.GetChild(name); ch != nil && ch.StableAttr().Mode == syscall.S_IFDIR {
-		// Its ID can no longer be derived from its name after this.
-		if err := n.r.durableIDAt(asNode(ch).key(), src.fd(), src.stored); err != nil {
+		if err := n.r.beforeDirMoves(dstNode, dst); err != nil {
 			return toErrno(err)
 		}
+		// Both names stay, so both side files stay valid.
+		if err := unix.Renameat2(src.fd(), src.stored, dst.fd(), dst.stored, unix.RENAME_EXCHANGE); err != nil {
+			return toErrno(err)
+		}
+		if srcNode != nil {
+			asNode(srcNode).setName(np, newName, dst.stored)
+		}
+		if dstNode != nil {
+			asNode(dstNode).setName(n, name, src.stored)
+		}
+		return 0
+	}
+	if src.stored == dst.stored && sameDir(src.fd(), dst.fd()) {
+		var st unix.Statx_t
+		return toErrno(statxAt(src.fd(), src.stored, &st))
 	}
 	sideMade, err := n.r.writeSideFile(dst)
 	if err != nil {
@@ -407,10 +452,15 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		n.r.removeSideFile(dst, sideMade)
 		return toErrno(err)
 	}
-	if old := np.GetChild(newName); old != nil && old.StableAttr().Mode == syscall.S_IFDIR {
-		n.r.dirs.drop(asNode(old)) // the directory it replaced is gone
+	if dstNode != nil && dstNode.StableAttr().Mode == syscall.S_IFDIR {
+		n.r.dirs.drop(asNode(dstNode)) // the directory it replaced is gone
 	}
-	n.r.renamed(n.GetChild(name), dst.path())
+	if srcNode != nil {
+		// Its stored name now, whatever encrypting newName would give
+		// (it may have replaced one of np's extras).
+		asNode(srcNode).setName(np, newName, dst.stored)
+	}
+	n.r.renamed(srcNode, dst.path())
 	// rename(2) between two links of one inode succeeds and changes
 	// nothing; the source name then still needs its side file.
 	var st unix.Statx_t
@@ -418,6 +468,31 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		n.forgetName(name, src)
 	}
 	return 0
+}
+
+// beforeDirMoves readies the directory in (entry e) for a move to another
+// name: its ID must be known from its ID file (a directory without one
+// lives on the ID derived from its name, which the move would change: its
+// entries would vanish), and that file must be durable (durable.go).
+func (r *root) beforeDirMoves(in *gofs.Inode, e entryName) error {
+	if in == nil || in.StableAttr().Mode != syscall.S_IFDIR {
+		return nil
+	}
+	if !asNode(in).idFromFile() {
+		r.logOnce(e.path(), "a directory without its ID file cannot be renamed (its entries would no longer decrypt); "+
+			"wait for the sync, or run sealfs fsck --repair")
+		return errIDUnknown
+	}
+	return r.durableIDAt(asNode(in).key(), e.fd(), e.stored)
+}
+
+// sameDir reports whether two directory descriptors are the same directory.
+func sameDir(a, b int) bool {
+	if a == b {
+		return true
+	}
+	var sa, sb unix.Stat_t
+	return unix.Fstat(a, &sa) == nil && unix.Fstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // renamed points an open engine's log lines at the file's new cipher path.

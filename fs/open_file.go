@@ -108,8 +108,12 @@ func (of *openFile) settle(st *unix.Statx_t) int64 {
 }
 
 // acquire returns n's shared open state with a reference held, opening the
-// backing file if needed. write asks for a writable backing fd. wasOpen
-// reports whether the state existed already.
+// backing file if needed. write asks for a writable backing fd; a writable
+// engine opens a cipher file whose header cannot be read (a sync service's
+// 0-byte placeholder, a file cut inside its header) unreadable but
+// emptiable (cipherfile.Options.Emptiable), so that `cp new f` over it
+// works: the kernel opens first and truncates after. wasOpen reports
+// whether the state existed already.
 func (n *node) acquire(write bool) (of *openFile, wasOpen bool, err error) {
 	if of := n.existingOpen(); of != nil {
 		if write {
@@ -124,7 +128,9 @@ func (n *node) acquire(write bool) (of *openFile, wasOpen bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	cf, err := cipherfile.Open(f, n.r.cfOptions(f.Name()))
+	opts := n.r.cfOptions(f.Name())
+	opts.Emptiable = write && writable
+	cf, err := cipherfile.Open(f, opts)
 	if err != nil {
 		// A header cut short (an empty file: a sync placeholder not yet
 		// downloaded, a crash at creation), foreign or from a newer sealfs.
@@ -234,7 +240,9 @@ func (of *openFile) ensureWritable() error {
 		f.Close()
 		return syscall.EACCES
 	}
-	cf, err := cipherfile.Open(f, of.n.r.cfOptions(f.Name()))
+	opts := of.n.r.cfOptions(f.Name())
+	opts.Emptiable = true
+	cf, err := cipherfile.Open(f, opts)
 	if err != nil {
 		f.Close()
 		return err

@@ -118,6 +118,11 @@ func TestFSConflictCopiesShown(t *testing.T) {
 	if n := strings.Count(logs, "conflict copy"); n != 6 {
 		t.Errorf("%d conflict copy log lines, want one per copy (6):\n%s", n, logs)
 	}
+	for _, secret := range []string{"report", "long name", "target-A"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("a plaintext name (%s) in the daemon's log:\n%s", secret, logs)
+		}
+	}
 	for _, quiet := range []string{".stfolder", "desktop.ini", ".syncthing", ".dropbox"} {
 		if strings.Contains(logs, quiet) {
 			t.Errorf("housekeeping file %s logged:\n%s", quiet, logs)

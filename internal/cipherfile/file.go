@@ -21,6 +21,10 @@ type Options struct {
 	Path     string       // cipher path, for log lines only
 	Log      *slog.Logger // nil discards
 	ReadOnly bool
+	// Emptiable: Open a file whose header cannot be read in damaged mode
+	// (every read and write fails) rather than failing, so that it can be
+	// truncated to zero and written anew. For a writable open.
+	Emptiable bool
 }
 
 // File is the shared per-inode state of one cipher file; all methods are safe
@@ -166,6 +170,15 @@ func Open(fd *os.File, o Options) (*File, error) {
 		return nil, fmt.Errorf("cipherfile: reading header of %s: %w", o.Path, err)
 	}
 	h, err := crypto.ParseFileHeader(hb[:n])
+	if err != nil && o.Emptiable && !o.ReadOnly {
+		// Nothing can be read, but truncating to zero (which starts the
+		// file afresh) must work: `cp new f` over a sync service's 0-byte
+		// placeholder, or over a file cut inside its header.
+		f.log.Warn("cipher file header unreadable; only truncating it to zero will work", "path", o.Path, "err", err)
+		f.damaged, f.finalOnDisk, f.size = true, -1, 0
+		f.diskSize, f.reserved = st.Size(), st.Size()
+		return f, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cipherfile: %s: %w", o.Path, err)
 	}

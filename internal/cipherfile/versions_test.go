@@ -147,3 +147,43 @@ func TestEveryCutPointIsDetected(t *testing.T) {
 		g.Close()
 	}
 }
+
+// A file whose header cannot be read opens, when Emptiable, unreadable but
+// truncatable to zero, which starts it afresh.
+func TestEmptiableUnreadableHeader(t *testing.T) {
+	e := newEnv(t)
+	for _, content := range [][]byte{nil, []byte("short"), []byte("not a sealfs cipher file at all, but long enough")} {
+		if err := os.WriteFile(e.path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := os.OpenFile(e.path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(fd, e.opts()); err == nil {
+			t.Fatalf("%q opened without Emptiable", content)
+		}
+		o := e.opts()
+		o.Emptiable = true
+		f, err := Open(fd, o)
+		if err != nil {
+			t.Fatalf("%q: %v", content, err)
+		}
+		if _, err := f.ReadAt(make([]byte, 1), 0); !errors.Is(err, crypto.ErrTruncated) {
+			t.Fatalf("%q: read %v", content, err)
+		}
+		if _, err := f.WriteAt([]byte("x"), 0); err == nil {
+			t.Fatalf("%q: write before emptying succeeded", content)
+		}
+		if err := f.Truncate(0); err != nil {
+			t.Fatalf("%q: truncate: %v", content, err)
+		}
+		mustWrite(t, f, []byte("fresh"), 0)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.decryptDisk(); err != nil || string(got) != "fresh" {
+			t.Fatalf("%q: after emptying and writing: %q %v", content, got, err)
+		}
+	}
+}

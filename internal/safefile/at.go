@@ -90,12 +90,11 @@ func TypeName(mode uint32) string {
 // before a system call could walk more than one step.
 var ErrBadComponent = errors.New("not a single path component")
 
-// Component checks that name is one path component other than "..": not
-// empty, no '/' and no NUL. "." is allowed: it names the directory dirfd
-// itself (callers prefer "" with AT_EMPTY_PATH, which needs no search
-// permission).
+// Component checks that name is one entry's name: not empty, not "." or
+// "..", no '/' and no NUL. (A directory's own descriptor is named "" with
+// AT_EMPTY_PATH where a call takes it.)
 func Component(name string) error {
-	if name == "" || name == ".." || strings.ContainsAny(name, "/\x00") {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("%q: %w", name, ErrBadComponent)
 	}
 	return nil
