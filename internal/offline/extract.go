@@ -116,6 +116,7 @@ func resolve(w *walker, root int, cipherDir, plain string) (*located, error) {
 		return nil, nil
 	}
 	comps := strings.Split(plain, "/")
+	w.rootPath = cipherDir
 	d := &dirCtx{fd: root, cipher: cipherDir, id: crypto.RootDirID}
 	release := func() {
 		if d.fd != root {

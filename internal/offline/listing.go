@@ -36,10 +36,16 @@ type item struct {
 	dirent.Entry
 	typ uint32       // S_IFMT bits (0: unknown)
 	id  crypto.DirID // the ID its name decrypted under
+	// hidden: its name decrypts under another directory's ID in a
+	// directory that has its own ID file, which is what a transplant looks
+	// like; the mount does not show it (guarantee 3 of the threat model).
+	hidden bool
 }
 
 // shown reports whether the plaintext view shows the item.
-func (it *item) shown() bool { return it.Kind == dirent.Plain || it.Kind == dirent.ConflictCopy }
+func (it *item) shown() bool {
+	return !it.hidden && (it.Kind == dirent.Plain || it.Kind == dirent.ConflictCopy)
+}
 
 // listing is one directory being judged.
 type listing struct {
@@ -178,7 +184,9 @@ func (l *listing) housekeeping(name string) {
 }
 
 // retry tries the names that did not decrypt under every other directory
-// ID of the vault, as the mount does.
+// ID of the vault. The mount does so only in a directory without its own
+// ID file (the sync races of issue 15 leave exactly that); elsewhere a name
+// of another directory stays hidden, and fsck only says whose ID it has.
 func (l *listing) retry() {
 	var idx []int
 	for i := range l.items {
@@ -209,7 +217,7 @@ func (l *listing) retry() {
 			e := dirent.Classify(w.keys, cand, it.Stored, l.side)
 			if e.Kind == dirent.Plain || e.Kind == dirent.ConflictCopy {
 				e.Dir, e.Foreign = it.Dir, true
-				it.Entry, it.id = e, cand
+				it.Entry, it.id, it.hidden = e, cand, l.d.idErr == nil
 				continue
 			}
 			left = append(left, i)
@@ -225,6 +233,9 @@ func (l *listing) name() {
 	ents := make([]dirent.Entry, len(l.items))
 	for i := range l.items {
 		ents[i] = l.items[i].Entry
+		if l.items[i].hidden {
+			ents[i].Kind = dirent.Undecryptable // takes no name
+		}
 	}
 	dirent.Name(ents)
 	for i := range l.items {
@@ -238,11 +249,7 @@ func (l *listing) name() {
 // directories are adopted into.
 func (l *listing) judgeDirID() {
 	d := l.d
-	if d.idErr == nil {
-		l.adoptID, l.adopt = d.id, true
-		return
-	}
-	if !errors.Is(d.idErr, fs.ErrNotExist) {
+	if d.idErr == nil || !errors.Is(d.idErr, fs.ErrNotExist) {
 		return // an unreadable dirid: reported by dirID; nothing is proven
 	}
 	count := map[crypto.DirID]int{}
@@ -320,6 +327,8 @@ func (l *listing) reportItems() {
 		switch {
 		case it.Kind == dirent.Undecryptable:
 			w.report(l.undecryptable(it))
+		case it.hidden:
+			l.transplanted(it)
 		case it.id != d.id && !(l.hasCovered && it.id == l.covered):
 			l.misplaced(it, shownAs)
 		}
@@ -337,15 +346,26 @@ func (l *listing) misplaced(it *item, shownAs string) {
 	}
 	switch {
 	case !l.adopt:
-		p.Detail += "; the directory's own ID is not known, so it cannot be adopted: move it from the mount"
-		l.w.report(p)
-	case it.Dir && !hasDirID(l.d.fd, it.Stored):
-		p.Detail += "; it is a directory without its own sealfs.dirid: run fsck --repair again once that is restored"
+		p.Detail += "; the directory's own ID is not proven, so it cannot be adopted: move it from the mount"
 		l.w.report(p)
 	default:
 		l.w.propose(p, &fix{action: fixAdopt, chain: l.d.chain, cipherDir: l.d.cipher, name: it.Stored, id: it.id,
 			dirID: l.adoptID, plain: it.Name})
 	}
+}
+
+// transplanted reports a name of another directory's ID in a directory
+// that has its own ID file: hidden, as the mount hides it.
+func (l *listing) transplanted(it *item) {
+	where := ""
+	if chain, ok := l.w.ids.where[it.id]; ok {
+		where = fmt.Sprintf(" (move it back into %s to see it there)", strings.Join(append([]string{l.w.rootPath}, chain...), "/"))
+	}
+	l.w.report(Problem{Class: ClassMisplaced, Kind: KindMisplaced, CipherPath: l.cipher(it.Stored), PlainDir: l.d.plain,
+		NotRestored: l.w.extract,
+		Detail: fmt.Sprintf("its name, %q, decrypts under %s, not under this directory's, which has its own ID file: "+
+			"a name moved between directories (by someone with access to the folder, or a sync race) is not shown "+
+			"in the mount nor extracted%s", it.Plain, l.w.describeID(it.id), where)})
 }
 
 // hasDirID reports whether the directory name in dirfd has a readable ID

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
 
 	"golang.org/x/sys/unix"
 
@@ -89,7 +90,7 @@ func Repair(keys *crypto.Keys, cipherDir string, r *Report) error {
 		return err
 	}
 	defer unix.Close(root)
-	for _, f := range r.fixes {
+	for _, f := range ordered(r.fixes) {
 		if f.done {
 			continue
 		}
@@ -108,6 +109,31 @@ func Repair(keys *crypto.Keys, cipherDir string, r *Report) error {
 		}
 	}
 	return nil
+}
+
+// ordered is the order repairs are applied in: every ID file first (an
+// adoption needs its directory's, and a directory is adopted only with its
+// own), then removals, then adoptions, the deepest first, since adopting a
+// directory renames it under the names that find the repairs below it.
+func ordered(fixes []*fix) []*fix {
+	out := append([]*fix(nil), fixes...)
+	rank := func(f *fix) int {
+		switch f.action {
+		case fixRestoreDirID:
+			return 0
+		case fixRemove:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if rank(a) != rank(b) {
+			return rank(a) < rank(b)
+		}
+		return a.action == fixAdopt && len(a.chain) > len(b.chain)
+	})
+	return out
 }
 
 func apply(keys *crypto.Keys, root int, f *fix) error {
@@ -194,6 +220,11 @@ func adopt(keys *crypto.Keys, dfd int, f *fix) error {
 	side := func(name string) ([]byte, error) { return safefile.ReadFileAt(dfd, name, maxLongNameFile) }
 	if e := dirent.Classify(keys, f.id, f.name, side); e.Kind != dirent.Plain && e.Kind != dirent.ConflictCopy {
 		return errors.New("its name no longer decrypts under the other directory's ID (the folder changed); run fsck again")
+	}
+	// A directory's entries are under its own ID file, or under the ID
+	// derived from its name, which the rename would change.
+	if st, err := safefile.Lstat(dfd, f.name); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && !hasDirID(dfd, f.name) {
+		return errors.New("it is a directory without its own sealfs.dirid; run fsck --repair again")
 	}
 	enc, err := keys.EncryptName(own, f.plain)
 	if err != nil {

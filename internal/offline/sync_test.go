@@ -379,32 +379,40 @@ func TestRemovedWhileWritingFoundInRecord(t *testing.T) {
 	wantClean(t, v, "") // no record needed any more
 }
 
-// Entries of another directory's ID in a directory with its own ID are
-// adopted: their names re-encrypted under it, a taken name shown and kept
-// as "name (conflict other directory)", a long name with its side file.
+// Names of another directory's ID in a directory without its ID file whose
+// other names prove the ID derived from its name: the ID file is restored
+// and they are adopted, their names re-encrypted under it; a taken name
+// is kept as "name (conflict other directory)", a long name with its side
+// file, a subdirectory with its own ID file (restored first when missing).
 func TestAdoptEntriesOfAnotherDirectory(t *testing.T) {
 	v := newTestVault(t, "", nil)
 	v.mkdir("d", 0o755)
 	v.mkdir("e", 0o755)
 	v.file("d/report.pdf", []byte("d's own"), 0o644)
 	dDir, eID := v.cipher("d"), v.ids["e"]
+	v.must(os.Remove(filepath.Join(dDir, crypto.DirIDFile)))
 	long := strings.Repeat("stray long ", 20)
 	v.fileIn(dDir, eID, "report.pdf", []byte("e's report"))
 	v.fileIn(dDir, eID, "stray.txt", []byte("stray"))
 	v.fileIn(dDir, eID, long, []byte("stray long"))
-	sub := filepath.Join(dDir, v.storedIn(dDir, eID, "subdir"))
-	v.must(os.Mkdir(sub, 0o755))
-	subID := v.keys.DeriveDirID(eID, "subdir")
-	v.must(os.WriteFile(filepath.Join(sub, crypto.DirIDFile), crypto.MarshalDirID(subID), 0o444))
-	v.fileIn(sub, subID, "deep", []byte("deep"))
+	for _, sub := range []string{"subdir", "subdir2"} {
+		c := filepath.Join(dDir, v.storedIn(dDir, eID, sub))
+		v.must(os.Mkdir(c, 0o755))
+		subID := v.keys.DeriveDirID(eID, sub)
+		if sub == "subdir" {
+			v.must(os.WriteFile(filepath.Join(c, crypto.DirIDFile), crypto.MarshalDirID(subID), 0o444))
+		}
+		v.fileIn(c, subID, "deep", []byte("deep in "+sub))
+	}
 
 	r := check(t, v, "")
-	if r.ExitCode() != ExitProblems || classes(r.Problems)[ClassMisplaced] != 4 || r.Repairable() != 4 {
-		t.Fatalf("exit %d, want 4 misplaced entries, all repairable:\n%s", r.ExitCode(), problemList(r.Problems))
+	if r.ExitCode() != ExitProblems || classes(r.Problems)[ClassMisplaced] != 6 || r.Repairable() != 7 {
+		t.Fatalf("exit %d, want 6 misplaced findings and 7 repairs (2 ID files, 5 adoptions):\n%s", r.ExitCode(),
+			problemList(r.Problems))
 	}
 	want := map[string]string{"d": "/", "e": "/", "d/report.pdf": "d's own",
 		"d/report (conflict other directory).pdf": "e's report", "d/stray.txt": "stray", "d/" + long: "stray long",
-		"d/subdir": "/", "d/subdir/deep": "deep"}
+		"d/subdir": "/", "d/subdir/deep": "deep in subdir", "d/subdir2": "/", "d/subdir2/deep": "deep in subdir2"}
 	_, dest := extract(t, v, "", "")
 	wantTree(t, "extract", tree(t, dest), want)
 	applyRepairs(t, v, r)
@@ -424,22 +432,26 @@ func TestAdoptEntriesOfAnotherDirectory(t *testing.T) {
 	}
 }
 
-// A directory without its ID file whose names are under the ID derived
-// from its name and another: the derived one is restored, the others
-// adopted.
-func TestMixedIDsRestoreDerivedAndAdopt(t *testing.T) {
+// A name of another directory's ID in a directory that has its own ID file
+// is what a transplant looks like: the mount does not show it (guarantee 3
+// of the threat model), extract does not restore it, fsck reports whose ID
+// it has and repairs nothing.
+func TestNameOfAnotherDirectoryStaysHidden(t *testing.T) {
 	v := newTestVault(t, "", nil)
 	v.mkdir("d", 0o755)
-	v.mkdir("other", 0o755)
+	v.mkdir("e", 0o755)
 	v.file("d/own", []byte("own"), 0o644)
-	v.must(os.Remove(filepath.Join(v.cipher("d"), crypto.DirIDFile)))
-	v.fileIn(v.cipher("d"), v.ids["other"], "moved", []byte("moved"))
+	v.fileIn(v.cipher("d"), v.ids["e"], "moved", []byte("moved"))
 	r := check(t, v, "")
-	if r.Repairable() != 2 {
-		t.Fatalf("want 2 repairs (ID file, adoption):\n%s", problemList(r.Problems))
+	if r.ExitCode() != ExitProblems || len(r.Problems) != 1 || r.Repairable() != 0 ||
+		!strings.Contains(r.Problems[0].Detail, `"moved", decrypts under the ID of "e"`) {
+		t.Fatalf("exit %d:\n%s", r.ExitCode(), problemList(r.Problems))
 	}
-	applyRepairs(t, v, r)
-	wantClean(t, v, "")
+	xr, dest := extract(t, v, "", "")
+	if xr.ExitCode() != ExitProblems {
+		t.Errorf("extract: exit %d, want 4", xr.ExitCode())
+	}
+	wantTree(t, "extract", tree(t, dest), map[string]string{"d": "/", "d/own": "own", "e": "/"})
 }
 
 // Leftovers: a header temp file, a side file without its entry, redundant

@@ -66,6 +66,8 @@ type walker struct {
 	extract bool
 	// plan: propose repairs (fsck).
 	plan bool
+	// rootPath is the cipher folder's path, for reports.
+	rootPath string
 	// retries counts name decryptions spent on other directories' IDs
 	// (maxRetries); retriesOut is set once the budget ran out.
 	retries    int
@@ -107,6 +109,7 @@ type dirCtx struct {
 
 // walkRoot walks the whole vault from the root open at fd.
 func (w *walker) walkRoot(fd int, cipherDir string) error {
+	w.rootPath = cipherDir
 	return w.walkDir(&dirCtx{fd: fd, cipher: cipherDir, id: crypto.RootDirID})
 }
 
