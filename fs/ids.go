@@ -5,13 +5,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sealfs/sealfs/crypto"
+	"github.com/sealfs/sealfs/internal/dirent"
 	"github.com/sealfs/sealfs/internal/safefile"
+	"github.com/sealfs/sealfs/internal/syncnames"
 )
 
 // idIndex knows the directory IDs of the vault, for names that do not
@@ -40,10 +43,10 @@ type idIndex struct {
 
 const (
 	idScanEvery   = 10 * time.Second
-	idScanMax     = 200000            // directories walked at most
-	idScanDepth   = 4096              // and no deeper (each level is an open descriptor)
-	idRecordBatch = 256               // IDs appended to the record at once
-	idRecordMax   = 1 << 20 * dirIDSz // record size at most: a million directories
+	idScanMax     = 200000             // directories walked at most
+	idScanDepth   = 4096               // and no deeper (each level is an open descriptor)
+	idRecordBatch = 256                // IDs appended to the record at once
+	idRecordMax   = dirent.MaxIDRecord // record size at most: a million directories
 	dirIDSz       = crypto.DirIDSize
 )
 
@@ -114,11 +117,8 @@ func (x *idIndex) loadLocked() {
 	if x.seen == nil {
 		x.seen = map[crypto.DirID]bool{}
 	}
-	for len(b) >= dirIDSz {
-		var id crypto.DirID
-		copy(id[:], b)
+	for _, id := range dirent.ParseIDRecord(b) {
 		x.seen[id] = true
-		b = b[dirIDSz:]
 	}
 }
 
@@ -168,11 +168,14 @@ func (r *root) walkDirIDs() []crypto.DirID {
 	var walk func(dfd, depth int)
 	walk = func(dfd, depth int) {
 		walked++
-		if b, err := safefile.ReadFileAt(dfd, crypto.DirIDFile, maxMetaFile); err == nil {
-			if id, err := crypto.ParseDirID(b); err == nil {
-				ids = append(ids, id)
+		readID := func(name string) {
+			if b, err := safefile.ReadFileAt(dfd, name, maxMetaFile); err == nil {
+				if id, err := crypto.ParseDirID(b); err == nil {
+					ids = append(ids, id)
+				}
 			}
 		}
+		readID(crypto.DirIDFile)
 		if depth >= idScanDepth {
 			return
 		}
@@ -184,6 +187,11 @@ func (r *root) walkDirIDs() []crypto.DirID {
 		unix.Close(rfd)
 		if err != nil {
 			return
+		}
+		for _, e := range ents {
+			if e.Type == unix.S_IFREG && isDirIDCopy(e.Name) {
+				readID(e.Name) // a sync service's copy of an ID file
+			}
 		}
 		for _, e := range ents {
 			if e.Type != unix.S_IFDIR || walked >= idScanMax {
@@ -199,4 +207,18 @@ func (r *root) walkDirIDs() []crypto.DirID {
 	}
 	walk(r.rootRef.fd, 0)
 	return ids
+}
+
+// isDirIDCopy reports whether name is a sync service's conflict copy of a
+// sealfs.dirid file (whose ID may be another device's for that directory).
+func isDirIDCopy(name string) bool {
+	if !strings.Contains(name, "dirid") {
+		return false
+	}
+	for _, c := range syncnames.ParseConflict(name) {
+		if c.Original == crypto.DirIDFile {
+			return true
+		}
+	}
+	return false
 }

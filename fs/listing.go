@@ -41,7 +41,12 @@ type extra struct {
 	enc    string // its full cipher name when it has its own side file
 	long   bool   // stored has its own long-name side file
 	orig   string // for a conflict copy: the stored name it copies
-	plain  string // for a conflict copy: the original's plaintext name
+	plain  string // for a conflict copy: the original's plaintext name; for a foreign entry its name
+	// foreign: the entry's name decrypted under id, another directory's
+	// ID; a directory of it without its own ID file derives its ID from
+	// that one (fallbackDirID).
+	foreign bool
+	id      crypto.DirID
 }
 
 // listed is one entry a listing shows.
@@ -97,17 +102,15 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 		})
 	}
 	foreign := map[int]bool{}
+	foreignID := map[int]crypto.DirID{}
 	if len(undecryptable) > 0 && !n.idFromFile() {
-		n.tryOtherIDs(id, ents, undecryptable, side, foreign)
+		n.tryOtherIDs(id, ents, undecryptable, side, foreign, foreignID)
+	}
+	for i := range foreign {
+		ents[i].Foreign = ents[i].Kind == dirent.Plain
 	}
 	dirent.Name(ents)
 	extras := map[string]extra{}
-	shown := map[string]bool{}
-	for i, e := range ents {
-		if !foreign[i] && (e.Kind == dirent.Plain || e.Kind == dirent.ConflictCopy) {
-			shown[e.Name] = true
-		}
-	}
 	out := make([]listed, 0, len(ents))
 	for i, e := range ents {
 		switch {
@@ -120,19 +123,15 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 			n.r.logOnce(n.logPath(e.Stored), "conflict copy made by a sync service; shown next to its original",
 				"original", n.logPath(e.Conflict.Original), "service", string(e.Conflict.Service()))
 		case foreign[i]:
-			if shown[e.Name] {
-				n.r.log.Warn("entry of another directory has the name of an entry here; not listed (sealfs fsck reports it)",
-					"cipher_path", n.logPath(e.Stored))
-				continue
-			}
-			shown[e.Name] = true
+			// dirent.Name kept its name, or gave it "name (conflict other
+			// directory)" when a real entry has it (as fsck and extract do).
 			enc := e.Stored
 			if e.Long {
 				if b, err := side(e.Stored + crypto.LongNameSuffix); err == nil {
 					enc = string(b)
 				}
 			}
-			extras[e.Name] = extra{stored: e.Stored, enc: enc, long: e.Long}
+			extras[e.Name] = extra{stored: e.Stored, enc: enc, long: e.Long, plain: e.Plain, id: foreignID[i], foreign: true}
 		}
 		l := meta[i]
 		l.name = e.Name
@@ -151,7 +150,7 @@ func (n *node) list(fd int, id crypto.DirID) ([]listed, error) {
 // what an attacker's transplant looks like, which stays hidden (guarantee 3
 // of the threat model). A name is tried again only when more IDs are known
 // than at its last try, so a planted junk name costs one round.
-func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, side dirent.ReadSide, foreign map[int]bool) {
+func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, side dirent.ReadSide, foreign map[int]bool, foreignID map[int]crypto.DirID) {
 	cands := n.r.ids.candidates(n.r)
 	n.mu.Lock()
 	if n.tried == nil {
@@ -178,7 +177,7 @@ func (n *node) tryOtherIDs(own crypto.DirID, ents []dirent.Entry, idx []int, sid
 			if e.Kind == dirent.Plain || e.Kind == dirent.ConflictCopy {
 				e.Dir = ents[i].Dir
 				ents[i] = e
-				foreign[i] = true
+				foreign[i], foreignID[i] = true, cand
 				n.r.logOnce(n.logPath(e.Stored), "entry encrypted under another directory's ID (a sync race) shown in a directory without its ID file")
 				continue
 			}

@@ -261,8 +261,12 @@ func (n *node) fallbackDirID(cause error) (crypto.DirID, error) {
 	}
 	if x, ok := pn.extra(name); ok && x.plain != "" {
 		// A conflict copy of a directory: its ID was derived from the
-		// original's name.
+		// original's name; an entry of another directory: from its name
+		// under that directory's ID.
 		name = x.plain
+		if x.foreign {
+			pid = x.id
+		}
 	}
 	n.mu.Lock()
 	warn := !n.warnedID

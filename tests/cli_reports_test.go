@@ -112,7 +112,7 @@ func TestCLIFsckExtractReports(t *testing.T) {
 	f.Close()
 	r = e.run("fsck", "-q", "--password-file", pw, e.cipher)
 	wantExit(t, r, 4, "sealfs: fsck: 1 problem found")
-	if !strings.Contains(r.stdout, "1 problem:\n  tampered: docs/big.bin: ") || !strings.Contains(r.stdout, "(stored as "+victim+")") {
+	if !strings.Contains(r.stdout, "damage or tampering (1):\n  tampered: docs/big.bin: ") || !strings.Contains(r.stdout, "(stored as "+victim+")") {
 		t.Errorf("fsck does not name the damaged file by its path in the vault:\n%s", r.stdout)
 	}
 	r = e.run("extract", "-q", "--password-file", pw, e.cipher, filepath.Join(e.base, "r4"))

@@ -351,12 +351,18 @@ func (a *app) fsckCommand() *cobra.Command {
 		Use:   "fsck CIPHERDIR",
 		Short: "verify every header, block and name; report damage",
 		Long: `Read the whole vault without FUSE and verify every file header, block, name,
-symlink target and extended attribute. Problems are listed with the path in
-the vault (and the cipher file behind it). The vault is only read.
+symlink target and extended attribute, and sort what it finds into classes:
+damage, crash leftovers, entries of another directory, sync in progress and
+conflict copies (the last two are notes, not damage). Findings are listed
+with the path in the vault (and the cipher file behind it). The vault is
+only read, unless --repair --yes (or a "y" at the prompt) applies the
+mechanical repairs: restoring a lost sealfs.dirid that the directory's
+names prove, re-encrypting names that belong to another directory's ID,
+removing leftovers. Run repairs while the sync service is idle.
 
-Exit status (as fsck(8)): 0 no damage found, 4 problems found and left,
-8 could not run (wrong password, TPM error, unreadable folder), 2 usage
-error, 130/143 interrupted.`,
+Exit status (as fsck(8)): 0 no damage found, 1 problems found and all
+repaired, 4 problems found and left, 8 could not run (wrong password, TPM
+error, unreadable folder), 2 usage error, 130/143 interrupted.`,
 		Args:              positional(1, 1),
 		ValidArgsFunction: completeDirs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -370,6 +376,9 @@ error, 130/143 interrupted.`,
 	addWithRecovery(fs, &o.withRecovery, "unlock")
 	a.addRecoveryKeyFlag(fs)
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.repair, "repair", false, "repair what is mechanical (a lost sealfs.dirid, names of another directory, "+
+		"leftovers): a dry run that asks on a terminal, unless --yes")
+	fs.BoolVar(&o.yes, "yes", false, "with --repair: apply the repairs without asking")
 	a.addCommonFlags(fs, "no progress bar")
 	return c
 }

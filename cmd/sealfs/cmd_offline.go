@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -20,17 +24,24 @@ import (
 // extract and fsck read the cipher folder directly (internal/offline), so a
 // restore and a health check work where FUSE does not: a container, a rescue
 // system, another OS's Linux VM. Their exit statuses follow fsck(8)
-// (exit.go): 0 clean, 4 problems left, 8 could not run.
+// (exit.go): 0 no damage found (conflict copies and a sync in progress are
+// notes), 1 problems found and all repaired (fsck --repair), 4 problems
+// found and left, 8 could not run.
 
 type offlineOptions struct {
 	withRecovery bool
 	asJSON       bool
+	// fsck only
+	repair, yes bool
 	// extract only
 	dest, path              string
 	overwrite, skipExisting bool
 }
 
 func (a *app) cmdFsck(dir string, o offlineOptions) error {
+	if o.yes && !o.repair {
+		return usagef("fsck: --yes goes with --repair")
+	}
 	v, err := a.unlockedVault(dir, o.withRecovery)
 	if err != nil {
 		return couldNotRun(err)
@@ -38,7 +49,8 @@ func (a *app) cmdFsck(dir string, o offlineOptions) error {
 	bar := a.progress(offline.TotalBytes(dir), "verifying", a.quiet || o.asJSON)
 	var r *offline.Report
 	a.intr.abandonable(func() {
-		r, err = offline.Check(v.Keys(), dir, func(n int64) { _ = bar.Add64(n) })
+		r, err = offline.CheckWith(offline.CheckOptions{Keys: v.Keys(), CipherDir: dir, IDRecord: idRecord(v),
+			Progress: func(n int64) { _ = bar.Add64(n) }})
 	})
 	_ = bar.Finish()
 	if err == nil {
@@ -47,16 +59,61 @@ func (a *app) cmdFsck(dir string, o offlineOptions) error {
 	if err != nil {
 		return couldNotRun(fmt.Errorf("fsck: %w", err))
 	}
+	apply := o.repair && r.Repairable() > 0 && (o.yes || a.confirmRepairs(r))
+	if apply {
+		if err := offline.Repair(v.Keys(), dir, r); err != nil {
+			return couldNotRun(fmt.Errorf("fsck --repair: %w", err))
+		}
+	}
 	if o.asJSON {
 		if err := writeJSON(a.stdout, r); err != nil {
 			return couldNotRun(err)
 		}
-	} else {
-		fmt.Fprintf(a.stdout, "checked %s (%s in %s)%s\n",
-			plural(r.Files, "file", "files"), humanBytes(r.CipherBytes), plural64(r.Blocks, "block", "blocks"), entryCounts(r, ", "))
-		printProblems(a.stdout, r.Problems, false)
+		return reportStatus("fsck", r, false)
 	}
-	return reportStatus("fsck", r.Problems, false)
+	fmt.Fprintf(a.stdout, "checked %s (%s in %s)%s%s\n",
+		plural(r.Files, "file", "files"), humanBytes(r.CipherBytes), plural64(r.Blocks, "block", "blocks"),
+		entryCounts(r, ", "), syncCounts(r))
+	printFindings(a.stdout, r, false)
+	switch n := r.Repairable(); {
+	case n > 0 && o.repair && !apply:
+		fmt.Fprintf(a.stdout, "dry run, nothing changed: `sealfs fsck --repair --yes %s` applies the %s above\n",
+			dir, plural(n, "repair", "repairs"))
+	case n > 0 && !apply:
+		fmt.Fprintf(a.stdout, "`sealfs fsck --repair %s` can repair %s (a dry run first); best when the sync service is idle\n",
+			dir, plural(n, "finding", "findings"))
+	}
+	return reportStatus("fsck", r, false)
+}
+
+// confirmRepairs lists the planned repairs and asks on a terminal; without
+// one, --repair stays a dry run.
+func (a *app) confirmRepairs(r *offline.Report) bool {
+	in, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return false
+	}
+	fmt.Fprintf(a.stderr, "fsck --repair would:\n")
+	for _, p := range r.Problems {
+		if p.Repair != "" {
+			fmt.Fprintf(a.stderr, "  %s: %s\n", shown(where(p)), p.Repair)
+		}
+	}
+	fmt.Fprintf(a.stderr, "apply %s to the cipher folder? [y/N] ", plural(r.Repairable(), "repair", "repairs"))
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes"
+}
+
+// idRecord is this machine's record of the vault's directory IDs, which
+// the mount keeps next to the pins (mount_fs.go); "" without a state
+// directory.
+func idRecord(v *vault.Vault) string {
+	ps, err := vault.DefaultPinStore()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(ps.Dir, "dirids", hex.EncodeToString(v.Header.VaultID))
 }
 
 func (a *app) cmdExtract(dir string, o offlineOptions) error {
@@ -82,7 +139,7 @@ func (a *app) cmdExtract(dir string, o offlineOptions) error {
 	var r *offline.Report
 	a.intr.abandonable(func() {
 		r, err = offline.Extract(offline.ExtractOptions{Keys: v.Keys(), CipherDir: dir, Dest: o.dest, Path: o.path,
-			Overwrite: o.overwrite, Progress: func(n int64) { _ = bar.Add64(n) }})
+			Overwrite: o.overwrite, IDRecord: idRecord(v), Progress: func(n int64) { _ = bar.Add64(n) }})
 	})
 	_ = bar.Finish()
 	if err == nil {
@@ -106,11 +163,11 @@ func (a *app) cmdExtract(dir string, o offlineOptions) error {
 			return couldNotRun(err)
 		}
 	} else {
-		fmt.Fprintf(a.stdout, "extracted %s%s (%s read from the vault) into %s\n",
-			plural(r.Files, "file", "files"), entryCounts(r, ", "), humanBytes(r.CipherBytes), target)
-		printProblems(a.stdout, r.Problems, o.skipExisting)
+		fmt.Fprintf(a.stdout, "extracted %s%s (%s read from the vault) into %s%s\n",
+			plural(r.Files, "file", "files"), entryCounts(r, ", "), humanBytes(r.CipherBytes), target, syncCounts(r))
+		printFindings(a.stdout, r, o.skipExisting)
 	}
-	return reportStatus("extract", r.Problems, o.skipExisting)
+	return reportStatus("extract", r, o.skipExisting)
 }
 
 // checkNewTarget refuses an extract into a target that exists and is not an
@@ -154,71 +211,98 @@ func (a *app) unlockedVault(dir string, withRecovery bool) (*vault.Vault, error)
 	return v, a.intr.err()
 }
 
-// noteKinds are problem kinds that report a state rather than damage, and
-// so do not count against the exit status (issue 15: sync conflict copies,
-// a sync in progress). skipped is extract --skip-existing: what DEST
-// already held is kept on purpose.
-var noteKinds = map[string]bool{}
-
+// isNote: a finding that reports a state rather than damage (a conflict
+// copy, a sync in progress: offline.Problem.Note), or, with extract
+// --skip-existing, what DEST already held and was kept on purpose.
 func isNote(p offline.Problem, skipped bool) bool {
-	return noteKinds[p.Kind] || (skipped && p.Kind == offline.KindDestination)
+	return p.Note() || (skipped && p.Kind == offline.KindDestination)
 }
 
-// reportStatus maps a report to the exit status: nil when nothing counts
-// as a problem, exit status 4 otherwise (1 once fsck --repair exists and
-// repaired them all).
-func reportStatus(what string, ps []offline.Problem, skipped bool) error {
-	n := 0
-	for _, p := range ps {
-		if !isNote(p, skipped) {
-			n++
+// reportStatus maps a report to the exit status (fsck(8)): nil when no
+// finding counts as a problem, 1 when all were repaired, 4 when some are
+// left.
+func reportStatus(what string, r *offline.Report, skipped bool) error {
+	left := 0
+	for _, p := range r.Problems {
+		if !isNote(p, skipped) && !p.Repaired {
+			left++
 		}
 	}
-	if n == 0 {
+	code := r.ExitCode()
+	if skipped && left == 0 {
+		code = offline.ExitClean
+		if r.Repaired() > 0 {
+			code = offline.ExitRepaired
+		}
+	}
+	switch code {
+	case offline.ExitClean:
 		return nil
+	case offline.ExitRepaired:
+		return &codedError{code: exitRepaired, err: fmt.Errorf("%s: %s found and repaired", what,
+			plural(r.Repaired(), "problem", "problems"))}
 	}
-	return &codedError{code: problemStatus(n, n), err: fmt.Errorf("%s: %s found", what, plural(n, "problem", "problems"))}
+	return &codedError{code: exitProblems, err: fmt.Errorf("%s: %s found", what, plural(left, "problem", "problems"))}
 }
 
-// problemStatus is fsck(8)'s status for found problems of which left remain.
-func problemStatus(found, left int) int {
-	switch {
-	case found == 0:
-		return exitOK
-	case left == 0:
-		return exitRepaired
+// syncCounts adds what the sync services left that is not damage.
+func syncCounts(r *offline.Report) string {
+	var parts []string
+	if r.ConflictCopies > 0 {
+		parts = append(parts, plural(r.ConflictCopies, "conflict copy", "conflict copies"))
 	}
-	return exitProblems
+	if r.SyncFiles > 0 {
+		parts = append(parts, plural(r.SyncFiles, "sync service file", "sync service files")+" ignored")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, ", ")
 }
 
-// printProblems lists problems by their path in the vault, the cipher file
-// behind each on a second line.
-func printProblems(w io.Writer, ps []offline.Problem, skipped bool) {
-	var problems, notes []offline.Problem
-	for _, p := range ps {
-		if isNote(p, skipped) {
-			notes = append(notes, p)
-		} else {
-			problems = append(problems, p)
+// printFindings lists the findings by class, problems first, each by its
+// path in the vault with the cipher path behind it.
+func printFindings(w io.Writer, r *offline.Report, skipped bool) {
+	byClass := map[offline.Class][]offline.Problem{}
+	var kept []offline.Problem
+	for _, p := range r.Problems {
+		if skipped && p.Kind == offline.KindDestination {
+			kept = append(kept, p)
+			continue
+		}
+		byClass[p.Class] = append(byClass[p.Class], p)
+	}
+	damaged := 0
+	for _, p := range r.Problems {
+		if !isNote(p, skipped) && !p.Repaired {
+			damaged++
 		}
 	}
-	if len(problems) == 0 {
+	if damaged == 0 && r.Repaired() == 0 {
 		fmt.Fprintln(w, "no problems found")
-	} else {
-		fmt.Fprintf(w, "%s:\n", plural(len(problems), "problem", "problems"))
-		for _, p := range problems {
+	}
+	for _, c := range offline.Classes {
+		ps := byClass[c]
+		if len(ps) == 0 {
+			continue
+		}
+		note := ""
+		if ps[0].Note() {
+			note = ", notes: not damage"
+		}
+		fmt.Fprintf(w, "%s (%d%s):\n", c.Title(), len(ps), note)
+		for _, p := range ps {
 			printProblem(w, p)
 		}
 	}
-	if len(notes) > 0 {
-		fmt.Fprintf(w, "%s (not problems):\n", plural(len(notes), "note", "notes"))
-		for _, p := range notes {
-			if skipped && p.Kind == offline.KindDestination {
-				fmt.Fprintf(w, "  kept what was there: %s\n", p.PlainPath)
-				continue
-			}
-			printProblem(w, p)
+	if len(kept) > 0 {
+		fmt.Fprintf(w, "%s (not problems):\n", plural(len(kept), "note", "notes"))
+		for _, p := range kept {
+			fmt.Fprintf(w, "  kept what was there: %s\n", shown(p.PlainPath))
 		}
+	}
+	if n := r.Repaired(); n > 0 {
+		fmt.Fprintf(w, "repaired %s\n", plural(n, "finding", "findings"))
 	}
 }
 
@@ -238,11 +322,44 @@ func entryCounts(r *offline.Report, sep string) string {
 }
 
 func printProblem(w io.Writer, p offline.Problem) {
-	if p.PlainPath == "" || p.PlainPath == p.CipherPath {
-		fmt.Fprintf(w, "  %s: %s: %s\n", p.Kind, p.CipherPath, p.Detail)
-		return
+	if p.PlainPath == "" && p.PlainDir == "" {
+		fmt.Fprintf(w, "  %s: %s: %s\n", p.Kind, shown(p.CipherPath), shown(p.Detail))
+	} else {
+		fmt.Fprintf(w, "  %s: %s: %s\n      (stored as %s)\n", p.Kind, shown(where(p)), shown(p.Detail), shown(p.CipherPath))
 	}
-	fmt.Fprintf(w, "  %s: %s: %s\n      (stored as %s)\n", p.Kind, p.PlainPath, p.Detail, p.CipherPath)
+	switch {
+	case p.Repaired:
+		fmt.Fprintf(w, "      repaired: %s\n", p.Repair)
+	case p.RepairError != "":
+		fmt.Fprintf(w, "      not repaired (%s): %s\n", p.Repair, shown(p.RepairError))
+	case p.Repair != "":
+		fmt.Fprintf(w, "      repair: %s\n", p.Repair)
+	}
+}
+
+// where is a finding's place in the vault.
+func where(p offline.Problem) string {
+	switch {
+	case p.PlainPath != "":
+		return p.PlainPath
+	case p.PlainDir != "":
+		return "in " + p.PlainDir + "/"
+	case p.CipherPath != "":
+		return p.CipherPath
+	}
+	return "the vault's top"
+}
+
+// shown escapes what a terminal would interpret: names in the cipher
+// folder are anyone's, and plaintext names may hold control characters.
+func shown(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			q := strconv.QuoteToGraphic(s)
+			return q[1 : len(q)-1]
+		}
+	}
+	return s
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -10,6 +10,7 @@ package dirent
 import (
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/sealfs/sealfs/crypto"
 	"github.com/sealfs/sealfs/internal/syncnames"
@@ -63,6 +64,10 @@ type Entry struct {
 	// Dir is set by the caller (from the directory listing) before Name:
 	// a directory copy's marker goes at the end of its name.
 	Dir bool
+	// Foreign is set by the caller before Name for an entry that decrypted
+	// under another directory's ID (a sync race moved it here): it keeps
+	// its name unless a real entry of this directory has it.
+	Foreign bool
 	// Name is the name in the plaintext view, set by Name: Plain for a
 	// Plain entry, a display name for a copy.
 	Name string
@@ -128,10 +133,11 @@ func decrypt(keys *crypto.Keys, id crypto.DirID, stored string, shape syncnames.
 	enc, long := stored, shape == syncnames.LongName
 	if long {
 		b, err := side(stored + crypto.LongNameSuffix)
-		if err == nil {
-			enc, err = crypto.ParseLongNameFile(stored, b)
-		}
 		if err != nil {
+			// The reader's error names the file.
+			return "", true, fmt.Errorf("%w: %w", ErrSideFile, err)
+		}
+		if enc, err = crypto.ParseLongNameFile(stored, b); err != nil {
 			return "", true, fmt.Errorf("%w %s: %w", ErrSideFile, stored+crypto.LongNameSuffix, err)
 		}
 	}
@@ -142,20 +148,40 @@ func decrypt(keys *crypto.Keys, id crypto.DirID, stored string, shape syncnames.
 // Name sets the Name of every Plain and ConflictCopy entry of one directory:
 // a Plain entry keeps its name; copies get display names by syncnames.Assign's
 // rule (never a real entry's name, deterministic in the stored names).
+//
+// A Foreign Plain entry keeps its name too unless an entry of this directory
+// has it (or an earlier Foreign one, in byte order of the stored names);
+// then it is shown like a copy, as "name (conflict other directory).ext",
+// so that neither is hidden.
 func Name(ents []Entry) {
 	taken := map[string]bool{}
 	var copies []syncnames.Copy
 	var idx []int
+	var foreign []int
 	for i := range ents {
-		switch ents[i].Kind {
-		case Plain:
+		switch {
+		case ents[i].Kind == Plain && ents[i].Foreign:
+			foreign = append(foreign, i)
+		case ents[i].Kind == Plain:
 			ents[i].Name = ents[i].Plain
 			taken[ents[i].Plain] = true
-		case ConflictCopy:
+		case ents[i].Kind == ConflictCopy:
 			copies = append(copies, syncnames.Copy{Stored: ents[i].Stored, Plain: ents[i].Plain,
 				Conflict: ents[i].Conflict, Dir: ents[i].Dir})
 			idx = append(idx, i)
 		}
+	}
+	sort.Slice(foreign, func(a, b int) bool { return ents[foreign[a]].Stored < ents[foreign[b]].Stored })
+	for _, i := range foreign {
+		e := &ents[i]
+		if !taken[e.Plain] {
+			e.Name = e.Plain
+			taken[e.Plain] = true
+			continue
+		}
+		e.Conflict = OtherDirectory(e.Stored)
+		copies = append(copies, syncnames.Copy{Stored: e.Stored, Plain: e.Plain, Conflict: e.Conflict, Dir: e.Dir})
+		idx = append(idx, i)
 	}
 	if len(copies) == 0 {
 		return
@@ -163,4 +189,11 @@ func Name(ents []Entry) {
 	for j, name := range syncnames.Assign(func(n string) bool { return taken[n] }, copies) {
 		ents[idx[j]].Name = name
 	}
+}
+
+// OtherDirectory is the marker under which a Foreign entry is shown when its
+// name is taken: "(conflict other directory)".
+func OtherDirectory(stored string) syncnames.Conflict {
+	return syncnames.Conflict{Original: stored, Kind: syncnames.Shape(stored),
+		Marks: []syncnames.Mark{{Service: syncnames.Unknown, Label: "other directory"}}}
 }

@@ -166,3 +166,32 @@ func FuzzClassify(f *testing.F) {
 		Name(ents)
 	})
 }
+
+// An entry of another directory keeps its name unless a real entry has it;
+// then it is shown like a copy, and neither is hidden.
+func TestNameForeignEntries(t *testing.T) {
+	f := newFixture(t)
+	here := f.classify(f.stored(t, "report.pdf"))
+	other := &fixture{keys: f.keys, id: crypto.DirID{9}, sides: f.sides}
+	var foreign []Entry
+	for _, n := range []string{"report.pdf", "new.txt", "photos"} {
+		e := Classify(f.keys, other.id, other.stored(t, n), f.side)
+		if e.Kind != Plain {
+			t.Fatalf("%s: %v", n, e.Kind)
+		}
+		e.Foreign = true
+		e.Dir = n == "photos"
+		foreign = append(foreign, e)
+	}
+	ents := append([]Entry{here}, foreign...)
+	Name(ents)
+	want := []string{"report.pdf", "report (conflict other directory).pdf", "new.txt", "photos"}
+	for i, e := range ents {
+		if e.Name != want[i] {
+			t.Errorf("%d: named %q, want %q", i, e.Name, want[i])
+		}
+	}
+	if ents[1].Conflict.Original != ents[1].Stored {
+		t.Errorf("renamed foreign entry's conflict reading: %+v", ents[1].Conflict)
+	}
+}

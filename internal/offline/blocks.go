@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -14,6 +15,10 @@ type BadBlock struct {
 	Index int64
 	Err   error
 }
+
+// errShrunk: the file got shorter while it was read (a sync client or a
+// mount writing it now).
+var errShrunk = errors.New("the file changed while being read")
 
 // readBlocks is how many stored blocks one pread fetches: 1 MiB, so a large
 // file costs one system call per 32 blocks and a small one a single call.
@@ -92,8 +97,8 @@ func (d *decrypter) file(fd int, size int64, out func(p []byte) error, progress 
 		}
 		if got < want {
 			// The file shrank since its fstat (a sync in progress).
-			return plainSize, bad, fmt.Errorf("%w: the file ended at byte %d while being read (it was %d bytes)",
-				crypto.ErrTruncated, crypto.BlockOffset(run)+got, size)
+			return plainSize, bad, fmt.Errorf("%w: %w: it ended at byte %d while being read (it was %d bytes)",
+				crypto.ErrTruncated, errShrunk, crypto.BlockOffset(run)+got, size)
 		}
 		plain := d.plain[:0]
 		for i := run; i < last; i++ {

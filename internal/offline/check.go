@@ -11,19 +11,41 @@ import (
 	"github.com/sealfs/sealfs/internal/safefile"
 )
 
+// CheckOptions control CheckWith.
+type CheckOptions struct {
+	Keys      *crypto.Keys
+	CipherDir string
+	// Progress, if set, is called with the cipher bytes verified so far
+	// (for a progress bar sized by TotalBytes).
+	Progress func(int64)
+	// IDRecord is this machine's record of directory IDs read by its
+	// mounts ($XDG_STATE_HOME/sealfs/dirids/<vault id hex>), tried with the
+	// vault's own for names that do not decrypt; "" for none.
+	IDRecord string
+}
+
 // Check verifies every name, directory ID, file header, block, symlink
-// target and xattr below cipherDir. progress, if set, is called with the
-// cipher bytes verified so far (for a progress bar sized by TotalBytes).
+// target and xattr below cipherDir, as CheckWith without an ID record.
 func Check(keys *crypto.Keys, cipherDir string, progress func(int64)) (*Report, error) {
+	return CheckWith(CheckOptions{Keys: keys, CipherDir: cipherDir, Progress: progress})
+}
+
+// CheckWith verifies the vault, reports what it finds by class, and plans
+// the repairs that are mechanical (see Repair); it never writes to the
+// cipher folder.
+func CheckWith(o CheckOptions) (*Report, error) {
 	r := &Report{Problems: []Problem{}}
-	root, err := openRoot(cipherDir)
+	root, err := openRoot(o.CipherDir)
 	if err != nil {
 		return r, err
 	}
 	defer unix.Close(root)
-	c := &checker{keys: keys, r: r, d: newDecrypter(keys), progress: progress}
-	w := &walker{keys: keys, report: c.report, visit: c.visit}
-	return r, w.walkDir(root, cipherDir, "", crypto.RootDirID)
+	c := &checker{keys: o.Keys, r: r, d: newDecrypter(o.Keys), progress: o.Progress}
+	w := newWalker(o.Keys, r, root, o.IDRecord)
+	w.visit, w.plan = c.visit, true
+	err = w.walkRoot(root, o.CipherDir)
+	r.ids = w.ids
+	return r, err
 }
 
 type checker struct {
@@ -63,6 +85,10 @@ func (c *checker) file(e *Entry) {
 	}
 	defer unix.Close(fd)
 	checkXattrs(c.keys, e, fd, c.report)
+	if size == 0 {
+		c.report(placeholder(e, false))
+		return
+	}
 	_, bad, err := c.d.file(fd, size, nil, func(n int64) {
 		c.r.Blocks++
 		c.r.CipherBytes += n
@@ -70,13 +96,8 @@ func (c *checker) file(e *Entry) {
 			c.progress(n)
 		}
 	})
-	for _, b := range bad {
-		c.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
-			Detail: fmt.Sprintf("block %d (plaintext bytes %d–%d): %v", b.Index, b.Index*crypto.BlockSize,
-				(b.Index+1)*crypto.BlockSize-1, b.Err)})
-	}
-	if err != nil {
-		c.report(e.problem(err))
+	for _, p := range fileProblems(e, size, bad, err, "") {
+		c.report(p)
 	}
 }
 

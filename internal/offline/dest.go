@@ -188,6 +188,11 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 		return false
 	}
 	defer unix.Close(src)
+	if size == 0 {
+		// The content is not on this device: nothing to restore.
+		x.report(placeholder(e, true))
+		return false
+	}
 	const create = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	dst, err := unix.Openat(dirfd, name, create, 0o600)
 	if x.replace(dirfd, name, err) {
@@ -209,12 +214,8 @@ func (x *extractor) file(e *Entry, dirfd int, name string) bool {
 			x.o.Progress(n)
 		}
 	})
-	for _, b := range bad {
-		x.report(Problem{Kind: classify(b.Err), CipherPath: e.CipherPath, PlainPath: e.PlainPath,
-			Detail: fmt.Sprintf("block %d written as zeros: %v", b.Index, b.Err)})
-	}
-	if derr != nil {
-		x.report(e.problem(derr))
+	for _, p := range fileProblems(e, size, bad, derr, "written as zeros") {
+		x.report(p)
 	}
 	x.reportErr(e, x.metaFd(e, src, dst, true))
 	if err := unix.Close(dst); err != nil {

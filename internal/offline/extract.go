@@ -20,21 +20,26 @@ type ExtractOptions struct {
 	Keys      *crypto.Keys
 	CipherDir string
 	Dest      string // created if missing; existing entries are not overwritten (unless Overwrite), nor symlinks in it followed
-	Path      string // plaintext sub-path to extract ("" = everything); lands at Dest/Path
+	Path      string // plaintext sub-path to extract ("" = everything), as the mount shows it; lands at Dest/Path
 	Progress  func(cipherBytes int64)
 	// Overwrite replaces a file, symlink or special file already in Dest
 	// where an entry goes (the entry itself is removed, never what a
 	// symlink points to); directories are merged. Without it such entries
 	// are left alone and reported (KindDestination).
 	Overwrite bool
+	// IDRecord is this machine's record of directory IDs (CheckOptions).
+	IDRecord string
 }
 
 // Extract decrypts the vault (or Path) into Dest, preserving modes, owners
 // (when run as root), nanosecond times, user.* xattrs, symlinks, FIFOs,
-// sockets, device nodes (as root) and hard links. Damaged blocks are
-// written as zeros so the rest of the file is salvaged; every problem is in
-// the returned report, and the caller should treat a non-empty report as
-// failure.
+// sockets, device nodes (as root) and hard links. What it restores is what
+// the mount shows: conflict copies under their display names next to their
+// originals, entries of another directory's ID under their names, the sync
+// services' own files left out. Damaged blocks are written as zeros so the
+// rest of the file is salvaged; every finding is in the returned report
+// (Report.ExitCode: notes such as conflict copies do not count, an entry
+// not restored does).
 //
 // Both sides are worked fd-relative: the cipher folder as Check reads it,
 // and DEST, which is opened once (the path to it is the user's choice) and
@@ -44,14 +49,15 @@ type ExtractOptions struct {
 // Metadata is set on the created objects themselves, so nothing outside
 // DEST is ever touched.
 func Extract(o ExtractOptions) (*Report, error) {
-	r := &Report{Problems: []Problem{}}
+	r := &Report{Problems: []Problem{}, extract: true}
 	cipherRoot, err := openRoot(o.CipherDir)
 	if err != nil {
 		return r, err
 	}
 	defer unix.Close(cipherRoot)
 	x := &extractor{o: o, r: r, d: newDecrypter(o.Keys), root: os.Geteuid() == 0, links: map[devIno]linked{}}
-	w := &walker{keys: o.Keys, report: x.report, visit: x.visit, leave: x.leave}
+	w := newWalker(o.Keys, r, cipherRoot, o.IDRecord)
+	w.visit, w.leave, w.extract = x.visit, x.leave, true
 	start, err := resolve(w, cipherRoot, o.CipherDir, o.Path)
 	if err != nil {
 		return r, err
@@ -70,7 +76,7 @@ func Extract(o ExtractOptions) (*Report, error) {
 	defer x.close()
 	if start == nil {
 		x.dirs = append(x.dirs, destDir{fd: dest})
-		err = w.walkDir(cipherRoot, o.CipherDir, "", crypto.RootDirID)
+		err = w.walkRoot(cipherRoot, o.CipherDir)
 	} else {
 		parent := path.Dir(start.e.PlainPath)
 		fd, merr := x.mkdirs(parent)
@@ -82,7 +88,7 @@ func Extract(o ExtractOptions) (*Report, error) {
 			parent = ""
 		}
 		x.dirs = append(x.dirs, destDir{fd: fd, plain: parent})
-		err = w.entry(&start.e, start.parentID, start.name)
+		err = w.entry(&start.e)
 	}
 	if err != nil {
 		return r, err
@@ -93,9 +99,7 @@ func Extract(o ExtractOptions) (*Report, error) {
 
 // located is the cipher entry of a plaintext path, ready for walker.entry.
 type located struct {
-	e        Entry
-	parentID crypto.DirID
-	name     string
+	e Entry
 }
 
 func (l *located) close(root int) {
@@ -104,61 +108,77 @@ func (l *located) close(root int) {
 	}
 }
 
-// resolve finds the cipher entry for a plaintext path by encrypting each
-// component under its parent's directory ID, the way the mount looks names
-// up, and entering each directory by its descriptor (a symlink, file or
-// FIFO where a directory of the path belongs stops it). nil for the root.
+// resolve finds the cipher entry for a plaintext path the way the mount
+// looks names up: each component encrypted under its parent's directory ID,
+// and where that finds nothing, the parent's listing searched for the
+// name it shows (a conflict copy's display name, an entry of another
+// directory's ID). Each directory is entered by its descriptor (a symlink,
+// file or FIFO where a directory of the path belongs stops it). nil for
+// the root.
 func resolve(w *walker, root int, cipherDir, plain string) (*located, error) {
 	plain = strings.Trim(filepath.ToSlash(filepath.Clean("/"+plain)), "/")
 	if plain == "" {
 		return nil, nil
 	}
 	comps := strings.Split(plain, "/")
-	cur, cpath, ppath, id := root, cipherDir, "", crypto.RootDirID
+	w.rootPath = cipherDir
+	d := &dirCtx{fd: root, cipher: cipherDir, id: crypto.RootDirID}
 	release := func() {
-		if cur != root {
-			unix.Close(cur)
+		if d.fd != root {
+			unix.Close(d.fd)
 		}
 	}
-	locate := func(name string) (stored, cp, pp string, err error) {
-		enc, err := w.keys.EncryptName(id, name)
-		if err != nil {
-			return "", "", "", fmt.Errorf("%s: %w", joinPlain(ppath, name), err)
-		}
-		stored, _ = crypto.StoredName(enc)
-		return stored, cpath + "/" + stored, joinPlain(ppath, name), nil
-	}
-	for _, name := range comps[:len(comps)-1] {
-		stored, cp, pp, err := locate(name)
-		var fd int
-		if err == nil {
-			fd, err = safefile.OpenDirRead(cur, stored)
-			if errors.Is(err, fs.ErrNotExist) {
-				err = fmt.Errorf("%s is not in the vault: %w", pp, err)
-			} else if err != nil {
-				err = fmt.Errorf("%s (cipher %s): %w", pp, cp, err)
+	for i, name := range comps {
+		e, err := lookup(w, d, name)
+		if err == nil && i < len(comps)-1 {
+			var fd int
+			fd, err = safefile.OpenDirRead(d.fd, e.Name)
+			if err == nil {
+				e.DirID, e.idErr = w.dirID(fd, e)
+				release()
+				d = &dirCtx{fd: fd, cipher: e.CipherPath, plain: e.PlainPath, id: e.DirID, idErr: e.idErr, chain: e.chain}
+				continue
 			}
+			err = fmt.Errorf("%s (cipher %s): %w", e.PlainPath, e.CipherPath, err)
 		}
 		if err != nil {
 			release()
 			return nil, err
 		}
-		id = w.dirID(fd, cp, pp, id, name)
-		release()
-		cur, cpath, ppath = fd, cp, pp
+		return &located{e: *e}, nil
 	}
-	name := comps[len(comps)-1]
-	stored, cp, pp, err := locate(name)
-	if err == nil {
-		if _, err = safefile.Lstat(cur, stored); err != nil {
-			err = fmt.Errorf("%s is not in the vault: %w", pp, err)
+	return nil, nil // not reached: comps is not empty
+}
+
+// lookup finds name in the directory d as the mount does: encrypted under
+// d's ID, or else among the names d's listing shows.
+func lookup(w *walker, d *dirCtx, name string) (*Entry, error) {
+	pp := joinPlain(d.plain, name)
+	e := &Entry{PlainPath: pp, Dir: d.fd, Fd: -1, deriveParent: d.id, deriveName: name}
+	enc, err := w.keys.EncryptName(d.id, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pp, err)
+	}
+	e.Name, _ = crypto.StoredName(enc)
+	_, err = safefile.Lstat(d.fd, e.Name)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A listing's findings are the walk's to report, not a lookup's.
+		quiet := *w
+		quiet.r, quiet.plan = &Report{}, false
+		for _, it := range quiet.list(d) {
+			if it.Name == name {
+				e.Name, e.deriveParent, e.deriveName = it.Stored, it.id, it.Plain
+				_, err = safefile.Lstat(d.fd, e.Name)
+				break
+			}
 		}
 	}
 	if err != nil {
-		release()
-		return nil, err
+		return nil, fmt.Errorf("%s is not in the vault: %w", pp, err)
 	}
-	return &located{e: Entry{CipherPath: cp, PlainPath: pp, Dir: cur, Name: stored, Fd: -1}, parentID: id, name: name}, nil
+	e.CipherPath = d.cipher + "/" + e.Name
+	e.chain = append(append([]string(nil), d.chain...), e.Name)
+	return e, nil
 }
 
 type extractor struct {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -19,38 +18,67 @@ import (
 // the symlink it is and never entered; a FIFO, socket or device where a
 // regular file or metadata file belongs is reported and never opened. Cipher
 // paths are strings only for reports.
+//
+// What a directory shows is decided as the mount decides it (listing.go,
+// internal/dirent): the sync services' files are skipped, their conflict
+// copies shown under display names, names of another directory's ID found.
 
 // Entry is one object of the vault met during a walk. Dir and Name locate it
 // for fd-relative calls; Dir and Fd are open only during the visit (and, for
 // a directory, until its leave).
 type Entry struct {
 	CipherPath string       // cipher folder path, for reports only
-	PlainPath  string       // path inside the vault, "/" separated, no leading slash; "" for the root
+	PlainPath  string       // path inside the vault as the mount shows it, "/" separated, no leading slash; "" for the root
 	Dir        int          // the parent cipher directory, open for reading
 	Name       string       // the stored name in Dir
 	Stat       unix.Stat_t  // lstat of the cipher object; for a directory, fstat of Fd
 	Fd         int          // a directory's own descriptor, open for reading; -1 for other types
 	DirID      crypto.DirID // a directory's ID
+
+	// chain is the stored names from the root to the entry (repair plans
+	// find it again by them).
+	chain []string
+	// A directory's ID when its sealfs.dirid is missing or unreadable is
+	// derived from these: the ID its name decrypted under and its
+	// plaintext name (a copy's original's).
+	deriveParent crypto.DirID
+	deriveName   string
+	idErr        error // why a directory's ID is not from its sealfs.dirid (nil when it is)
 }
 
 // Type is the S_IFMT bits of the cipher object.
 func (e *Entry) Type() uint32 { return e.Stat.Mode & unix.S_IFMT }
 
 // problem reports err about e.
-func (e *Entry) problem(err error) Problem {
-	return Problem{Kind: classify(err), CipherPath: e.CipherPath, PlainPath: e.PlainPath, Detail: err.Error()}
-}
+func (e *Entry) problem(err error) Problem { return errProblem(err, e.CipherPath, e.PlainPath) }
 
 // walker visits every entry below a cipher directory, depth first. Problems
-// with names and directory metadata go to report; visit sees every entry
-// whose name decrypted (fs.SkipDir for a directory: do not descend); leave,
-// if set, sees each directory visit accepted, after its children.
+// go to the report; visit sees every entry the plaintext view shows
+// (fs.SkipDir for a directory: do not descend); leave, if set, sees each
+// directory visit accepted, after its children.
 type walker struct {
-	keys   *crypto.Keys
-	report func(Problem)
-	visit  func(e *Entry) error
-	leave  func(e *Entry)
+	keys  *crypto.Keys
+	r     *Report
+	visit func(e *Entry) error
+	leave func(e *Entry)
+	ids   *idIndex
+	// extract: entries that cannot be restored are marked NotRestored.
+	extract bool
+	// plan: propose repairs (fsck).
+	plan bool
+	// rootPath is the cipher folder's path, for reports.
+	rootPath string
+	// retries counts name decryptions spent on other directories' IDs
+	// (maxRetries); retriesOut is set once the budget ran out.
+	retries    int
+	retriesOut bool
 }
+
+func newWalker(keys *crypto.Keys, r *Report, root int, record string) *walker {
+	return &walker{keys: keys, r: r, ids: newIDIndex(keys, root, record)}
+}
+
+func (w *walker) report(p Problem) { w.r.Problems = append(w.r.Problems, p) }
 
 // openRoot opens the cipher folder the user named. The path is the user's
 // choice and may lead through symlinks; nothing below it is.
@@ -69,42 +97,38 @@ func openRoot(dir string) (int, error) {
 	return fd, nil
 }
 
-// walkDir lists the cipher directory open at fd, decrypts its names and
-// visits each entry.
-func (w *walker) walkDir(fd int, cipherDir, plainDir string, id crypto.DirID) error {
-	ents, err := safefile.ReadDir(fd)
-	if err != nil {
-		w.report(Problem{Kind: KindMissing, CipherPath: cipherDir, PlainPath: plainDir, Detail: "listing: " + err.Error()})
-		return nil
-	}
-	names := make(map[string]bool, len(ents))
-	for _, e := range ents {
-		names[e.Name] = true
-	}
-	for _, d := range ents {
-		stored := d.Name
-		cpath := cipherDir + "/" + stored
-		if strings.HasPrefix(stored, "sealfs.") && !crypto.IsLongName(stored) {
-			w.checkMeta(cpath, stored, names)
-			continue
-		}
-		name, err := w.decryptName(fd, stored, id)
-		if err != nil {
-			w.report(Problem{Kind: classify(err), CipherPath: cpath, Detail: describeNameError(stored, err)})
-			continue
-		}
-		e := &Entry{CipherPath: cpath, PlainPath: joinPlain(plainDir, name), Dir: fd, Name: stored, Fd: -1}
-		if err := w.entry(e, id, name); err != nil {
+// dirCtx is a cipher directory being listed.
+type dirCtx struct {
+	fd     int
+	cipher string // its cipher path, for reports
+	plain  string // its plaintext path
+	id     crypto.DirID
+	idErr  error    // nil: id is from its sealfs.dirid (or it is the root)
+	chain  []string // stored names from the root
+}
+
+// walkRoot walks the whole vault from the root open at fd.
+func (w *walker) walkRoot(fd int, cipherDir string) error {
+	w.rootPath = cipherDir
+	return w.walkDir(&dirCtx{fd: fd, cipher: cipherDir, id: crypto.RootDirID})
+}
+
+// walkDir lists the cipher directory d and visits each entry shown.
+func (w *walker) walkDir(d *dirCtx) error {
+	for _, it := range w.list(d) {
+		e := &Entry{CipherPath: d.cipher + "/" + it.Stored, PlainPath: joinPlain(d.plain, it.Name), Dir: d.fd,
+			Name: it.Stored, Fd: -1, chain: append(append([]string(nil), d.chain...), it.Stored),
+			deriveParent: it.id, deriveName: it.Plain}
+		if err := w.entry(e); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// entry visits the object e names (Dir, Name, paths set), and for a
-// directory descends into it. parent and name derive the directory ID
-// should its dirid file be unreadable.
-func (w *walker) entry(e *Entry, parent crypto.DirID, name string) error {
+// entry visits the object e names (Dir, Name, paths and derivation set),
+// and for a directory descends into it.
+func (w *walker) entry(e *Entry) error {
 	st, err := safefile.Lstat(e.Dir, e.Name)
 	if err != nil {
 		w.report(e.problem(err)) // gone since the listing
@@ -129,13 +153,14 @@ func (w *walker) entry(e *Entry, parent crypto.DirID, name string) error {
 		return nil
 	}
 	e.Fd = fd
-	e.DirID = w.dirID(fd, e.CipherPath, e.PlainPath, parent, name)
+	e.DirID, e.idErr = w.dirID(fd, e)
 	if err := w.visit(e); errors.Is(err, fs.SkipDir) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if err := w.walkDir(fd, e.CipherPath, e.PlainPath, e.DirID); err != nil {
+	if err := w.walkDir(&dirCtx{fd: fd, cipher: e.CipherPath, plain: e.PlainPath, id: e.DirID, idErr: e.idErr,
+		chain: e.chain}); err != nil {
 		return err
 	}
 	if w.leave != nil {
@@ -144,21 +169,26 @@ func (w *walker) entry(e *Entry, parent crypto.DirID, name string) error {
 	return nil
 }
 
-// dirID reads the ID of the directory open at fd, falling back to the ID
-// derived from its parent and name when the dirid file is missing or bad (a
-// partial sync), as the FUSE layer does; the fallback is reported.
-func (w *walker) dirID(fd int, cipherPath, plainPath string, parent crypto.DirID, name string) crypto.DirID {
+// dirID reads the ID of the directory e open at fd. When its dirid file is
+// missing (a partial sync, a sync race) or unreadable, the ID derived from
+// the ID its name decrypted under and its name is used, as the mount does;
+// a missing file is judged with the directory's listing (listing.go), an
+// unreadable one reported here.
+func (w *walker) dirID(fd int, e *Entry) (crypto.DirID, error) {
 	b, err := safefile.ReadFileAt(fd, crypto.DirIDFile, 2+crypto.DirIDSize)
 	if err == nil {
 		id, perr := crypto.ParseDirID(b)
 		if perr == nil {
-			return id
+			return id, nil
 		}
 		err = perr
 	}
-	w.report(Problem{Kind: classify(err), CipherPath: cipherPath + "/" + crypto.DirIDFile, PlainPath: plainPath,
-		Detail: fmt.Sprintf("directory ID unreadable (%v); using the ID derived from its name", err)})
-	return w.keys.DeriveDirID(parent, name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		p := errProblem(err, e.CipherPath+"/"+crypto.DirIDFile, e.PlainPath)
+		p.Detail = fmt.Sprintf("directory ID unreadable (%v); using the ID derived from its name", err)
+		w.report(p)
+	}
+	return w.keys.DeriveDirID(e.deriveParent, e.deriveName), err
 }
 
 func joinPlain(dir, name string) string {
@@ -166,50 +196,6 @@ func joinPlain(dir, name string) string {
 		return name
 	}
 	return dir + "/" + name
-}
-
-func (w *walker) decryptName(fd int, stored string, id crypto.DirID) (string, error) {
-	enc := stored
-	if crypto.IsLongName(stored) {
-		side, err := safefile.ReadFileAt(fd, stored+crypto.LongNameSuffix, maxLongNameFile)
-		if err != nil {
-			return "", fmt.Errorf("long-name side file: %w", err)
-		}
-		if enc, err = crypto.ParseLongNameFile(stored, side); err != nil {
-			return "", err
-		}
-	}
-	return w.keys.DecryptName(id, enc)
-}
-
-// checkMeta reports sealfs.* entries that are neither known metadata nor the
-// side file of an existing long-name entry.
-func (w *walker) checkMeta(cpath, stored string, names map[string]bool) {
-	switch {
-	case stored == crypto.DirIDFile, stored == crypto.HeaderFileName, strings.HasPrefix(stored, crypto.HeaderFileName+".tmp-"):
-		return
-	case strings.HasSuffix(stored, crypto.LongNameSuffix):
-		if names[strings.TrimSuffix(stored, crypto.LongNameSuffix)] {
-			return
-		}
-		w.report(Problem{Kind: KindUnrecognised, CipherPath: cpath,
-			Detail: "long-name side file without its entry (left over, or the entry did not sync)"})
-		return
-	}
-	w.report(Problem{Kind: KindUnrecognised, CipherPath: cpath, Detail: "unknown sealfs metadata file"})
-}
-
-// conflictMarkers are what sync services append to a conflict copy's name
-// (Dropbox, Nextcloud/ownCloud, Syncthing, Google Drive).
-var conflictMarkers = []string{" (conflicted copy", " (Conflicted copy", "_conflict-", ".sync-conflict-", " (1)", " (2)", " (3)"}
-
-func describeNameError(stored string, err error) string {
-	for _, m := range conflictMarkers {
-		if i := strings.Index(stored, m); i > 0 {
-			return fmt.Sprintf("name does not decrypt (%v); it looks like a sync service's conflict copy of cipher name %s", err, stored[:i])
-		}
-	}
-	return fmt.Sprintf("name does not decrypt: %v", err)
 }
 
 // maxLongNameFile is the largest side file crypto.ParseLongNameFile accepts.

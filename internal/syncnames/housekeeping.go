@@ -25,7 +25,10 @@ import "strings"
 //     ".owncloudsync.log*", ".nextcloudsync.log", ".nextcloudpermissions.log",
 //     ".sync-exclude.lst"; downloads in flight ".NAME.~HEX".
 //   - Google Drive for desktop (user reports and other tools' ignore lists,
-//     not verified in source): ".tmp.drivedownload", ".tmp.driveupload".
+//     not verified in source): ".tmp.drivedownload", ".tmp.driveupload",
+//     working directories that stay (not files in flight: InProgress does
+//     not report them, so fsck does not call every Drive folder a sync in
+//     progress).
 //   - Resilio Sync (docs): the ".sync" directory; downloads "*.!sync".
 //   - rclone (code, --partial-suffix default ".partial", rclone ≥ 1.63):
 //     "*.partial".
@@ -131,10 +134,6 @@ func InProgress(name string) (Partial, bool) {
 		if base, ok := strings.CutSuffix(name, suf); ok && IsStored(base) {
 			return Partial{Service: Nextcloud, Of: base, Placeholder: true}, true
 		}
-	}
-	switch name {
-	case ".tmp.drivedownload", ".tmp.driveupload":
-		return Partial{Service: GoogleDrive}, true
 	}
 	// rclone ≥ 1.63 writes NAME.XXXXXXXX.partial (8 hex digits of a hash)
 	// unless --inplace; a bare NAME.partial is accepted too.

@@ -58,7 +58,6 @@ func TestInProgress(t *testing.T) {
 		"." + x + ".~1f3a9c":                              {Service: Nextcloud, Of: x},
 		".sealfs.dirid.~ab":                               {Service: Nextcloud, Of: "sealfs.dirid"},
 		x + ".nextcloud":                                  {Service: Nextcloud, Of: x, Placeholder: true},
-		".tmp.drivedownload":                              {Service: GoogleDrive},
 		x + ".0a1b2c3d.partial":                           {Service: Rclone, Of: x},
 		long + ".partial":                                 {Service: Rclone, Of: long},
 		x + ".!sync":                                      {Service: Resilio, Of: x},
@@ -70,7 +69,7 @@ func TestInProgress(t *testing.T) {
 			t.Errorf("InProgress(%q) = %+v, %v; want %+v", name, got, ok, want)
 		}
 	}
-	for _, name := range []string{x, ".stfolder", "desktop.ini", x + " (1)", "sealfs.vault.tmp-1"} {
+	for _, name := range []string{x, ".stfolder", "desktop.ini", x + " (1)", "sealfs.vault.tmp-1", ".tmp.drivedownload"} {
 		if p, ok := InProgress(name); ok {
 			t.Errorf("InProgress(%q) = %+v", name, p)
 		}
