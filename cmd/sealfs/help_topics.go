@@ -96,8 +96,10 @@ SIGINT, 143 SIGTERM, 129 SIGHUP. An interrupted command puts the terminal
 back, takes back a vault init had not finished, and stops a software TPM
 it started.
 
-fsck, as fsck(8): 0 no damage found, 4 problems found and left, 8 could not
-run (wrong password, TPM error, unreadable folder).
+fsck, as fsck(8): 0 no damage found (conflict copies and a sync in progress
+are notes, not damage), 1 problems found and all repaired (--repair), 4
+problems found and left, 8 could not run (wrong password, TPM error,
+unreadable folder).
 
 extract: 0 everything extracted intact, 4 extracted with problems (listed),
 8 could not run (wrong password, TPM error, PATH not in the vault, DEST not
