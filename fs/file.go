@@ -35,7 +35,6 @@ var (
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.n.r.touch()
-	h.n.r.procs.bulk(len(dest))
 	h.of.rw.RLock()
 	n, err := h.of.cf.ReadAt(dest, off)
 	h.of.rw.RUnlock()
@@ -50,7 +49,6 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // buffered engine write may have moved.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.n.r.touch()
-	h.n.r.procs.bulk(len(data))
 	if h.n.r.killRequested(ctx) {
 		killed, err := h.n.killSUIDGID(ctx)
 		if err != nil {

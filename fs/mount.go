@@ -6,7 +6,6 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,10 +43,10 @@ type Options struct {
 	// directory removed on another device while this one wrote into it can
 	// still be named in later mounts (ids.go). "" keeps none.
 	IDRecord string
-	// TuneProcs lets the mount run the process with half its GOMAXPROCS
-	// except while data streams (procs.go), and hands it back to Go at
-	// Unmount. For a process that serves this one mount and does little
-	// else (the daemon); at most one TuneProcs mount per process.
+	// TuneProcs lets the mount run the process with more Ps than CPUs
+	// (procs.go), and hands GOMAXPROCS back to Go at Unmount. For a process
+	// that serves this one mount and does little else (the daemon); at
+	// most one TuneProcs mount per process.
 	TuneProcs bool
 }
 
@@ -91,8 +90,9 @@ type Server struct {
 //     fusermount as fallback for unprivileged users.
 //   - Xattrs enabled (user.* is offered); READDIRPLUS on so ls -l and rsync
 //     get attributes with the listing.
-//   - With TuneProcs, half the Ps except while data streams (procs.go):
-//     fewer cross-CPU wakeups per round trip.
+//   - With TuneProcs, twice the Ps Go would use (procs.go): a goroutine
+//     back from a system call finds a P at once instead of waiting for
+//     sysmon.
 func Mount(mountpoint string, o Options) (*Server, error) {
 	if o.Keys == nil {
 		return nil, errors.New("mount: no keys")
@@ -145,8 +145,7 @@ func Mount(mountpoint string, o Options) (*Server, error) {
 	}
 	mo.ExtraCapabilities |= killCaps
 	if o.TuneProcs {
-		def := runtime.GOMAXPROCS(0)
-		r.procs = newProcsGovernor(max(1, def/2), def, bulkLinger)
+		r.procs = tuneProcs()
 	}
 	nodeFS := gofs.NewNodeFS(rootNode, &gofs.Options{
 		MountOptions:    mo,

@@ -42,8 +42,8 @@ type root struct {
 	// preserveOwner does); a non-root daemon cannot and need not.
 	asRoot bool
 
-	lastActivity atomic.Int64   // unix nanoseconds
-	procs        *procsGovernor // nil unless Options.TuneProcs
+	lastActivity atomic.Int64 // unix nanoseconds
+	procs        *procsTuner  // nil unless Options.TuneProcs
 
 	kills killWrites // see killpriv.go
 
