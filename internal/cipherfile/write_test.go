@@ -123,7 +123,12 @@ func TestMemoryBounded(t *testing.T) {
 	if err := f.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if alloc := heapAlloc() - before; alloc > 4<<20 {
+	// The bound is about the engine's buffers in circulation, not the 512
+	// MiB written: a write in flight, one behind it and the next one's,
+	// each from a sync.Pool whose per-P private slot another P cannot take
+	// from, so with 2 Ps up to about 4.8 MiB (measured), with 1 or 4 under
+	// 4 MiB. A buffer lost per 1 MiB write would allocate over 500 MiB.
+	if alloc := heapAlloc() - before; alloc > 8<<20 {
 		t.Fatalf("%d MiB of zero growth and writes allocated %d KiB", 2*grow>>20, alloc>>10)
 	}
 	p := make([]byte, 1<<20)
